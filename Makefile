@@ -1,0 +1,43 @@
+# One entry point for the book. `make book` builds it, `make test` runs every test.
+# Both create the virtual environment in .venv on first use and reuse it afterwards.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: book test lint serve lab clean lock
+
+# Reinstall only when the pins or the package metadata change.
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=23"
+	$(BIN)/python -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+# Executes every chapter (cached in _build/.jupyter_cache) and builds the HTML; any warning fails the build.
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
+	@echo "The book is in _build/html: open $(CURDIR)/_build/html/index.html (or run 'make serve')."
+
+lint: $(STAMP)
+	$(BIN)/ruff check lib tests chapters
+
+# Lint, the library and book tests, every notebook under nbval, then the built site in a browser.
+test: lint book
+	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest --nbval-lax chapters/ -p no:cacheprovider
+
+serve: book
+	$(BIN)/python -m http.server --directory _build/html 8000
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab chapters/
+
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^torch==' > .requirements.tmp
+	{ sed -n '1,3p' requirements.txt; cat .requirements.tmp; echo "-e ."; } > requirements.txt.new
+	rm .requirements.tmp; mv requirements.txt.new requirements.txt
+
+clean:
+	rm -rf _build
