@@ -64,9 +64,9 @@ def test_calculate_gain_values_from_the_text():
     assert calculate_gain("tanh") == pytest.approx(5 / 3)
     assert calculate_gain("relu") == pytest.approx(math.sqrt(2))
     assert calculate_gain("selu") == 0.75
-    # our extensions: identity is linear; GELU, ELU and SiLU take ReLU's gain (documented choice)
+    # our extensions: identity is linear; GELU, ELU, SiLU and softplus take ReLU's gain (documented choice)
     assert calculate_gain("identity") == 1
-    for name in ("gelu", "elu", "silu"):
+    for name in ("gelu", "elu", "silu", "softplus"):
         assert calculate_gain(name) == pytest.approx(math.sqrt(2))
 
 

@@ -50,11 +50,11 @@ __all__ = [
 
 _LINEAR_NAMES = ("linear", "identity", "conv1d", "conv2d", "conv3d",
                  "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
-# GELU, ELU and SiLU are not in torch's table. They pass positive inputs almost unchanged and squash
-# negative ones towards a small value, like ReLU, so we give them ReLU's sqrt(2). (The exact gain that
-# keeps E[f(z)^2] = 1 for z ~ N(0, 1) is about 1.53 for GELU and 1.26 for ELU; chapter 2's exercise
+# GELU, ELU, SiLU and softplus are not in torch's table. They pass large positive inputs almost unchanged
+# and squash negative ones towards a small value, like ReLU, so we give them ReLU's sqrt(2). (The gain
+# that keeps E[f(g z)^2] = 1 for z ~ N(0, 1) differs a little per activation; chapter 2's exercise
 # computes it.)
-_RELU_LIKE = ("gelu", "elu", "silu")
+_RELU_LIKE = ("gelu", "elu", "silu", "softplus")
 NONLINEARITIES = _LINEAR_NAMES + ("sigmoid", "tanh", "relu", "leaky_relu", "selu") + _RELU_LIKE
 SCHEMES = ("default", "zeros", "normal", "lecun_normal", "xavier_uniform", "xavier_normal",
            "kaiming_uniform", "kaiming_normal", "orthogonal")
@@ -68,7 +68,7 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
 
         linear, conv*, identity, sigmoid: 1     tanh: 5/3     relu: sqrt(2)
         leaky_relu(a): sqrt(2 / (1 + a^2))       selu: 3/4 (torch's empirical value)
-        gelu, elu, silu: sqrt(2), as ReLU (not in torch; see the module's note)
+        gelu, elu, silu, softplus: sqrt(2), as ReLU (not in torch; see the module's note)
 
     ReLU zeroes half of a symmetric input, so E[relu(z)^2] = Var[z] / 2 and the gain sqrt(2) restores it.
     Identical to ``torch.nn.init.calculate_gain`` on every name torch knows.
