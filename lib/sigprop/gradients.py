@@ -315,7 +315,8 @@ def layer_jacobians(model: nn.Sequential, x: Tensor) -> list[Tensor]:
     for layer in layers:
         # Each layer maps a vector (D_{l-1},) to a vector (D_l,); the batch dim of 1 is added and dropped.
         f = lambda v, layer=layer: layer(v.unsqueeze(0)).squeeze(0)  # (D_{l-1},) -> (D_l,)
-        jacobians.append(torch.autograd.functional.jacobian(f, h[0].detach()))
+        # vectorize=True computes all rows in one vmapped backward pass instead of one pass per row.
+        jacobians.append(torch.autograd.functional.jacobian(f, h[0].detach(), vectorize=True))
         with torch.no_grad():
             h = layer(h)
     return jacobians

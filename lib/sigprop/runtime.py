@@ -18,7 +18,9 @@ import random
 import numpy as np
 import torch
 
-__all__ = ["get_device", "available_devices", "describe_device", "seed_everything", "experiment_scale", "by_scale", "SCALES"]
+__all__ = [
+    "get_device", "available_devices", "describe_device", "seed_everything", "experiment_scale", "by_scale", "SCALES",
+]
 
 SCALES = ("small", "large")
 

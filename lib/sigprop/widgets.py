@@ -18,7 +18,8 @@ Each keyword is a control:
 - a list of strings (or of booleans), ``["tanh", "relu"]``: a dropdown.
 
 A control starts at the plotting function's default for it when the default is among its values,
-otherwise at its first value. ``title``, ``dpi`` and ``cache_size`` are options, not controls.
+otherwise at its first value. ``title``, ``dpi``, ``cache_size`` and ``prefetch`` are options, not
+controls (see :func:`explore`).
 
 Where it runs is set by the environment variable ``SIGPROP_WIDGETS``, read when ``explore`` is called:
 
@@ -26,9 +27,10 @@ Where it runs is set by the environment variable ``SIGPROP_WIDGETS``, read when 
   ``SelectionSlider`` with ``continuous_update=False``, so dragging sends one redraw on release
   rather than a backlog, and a ``Dropdown``) above an ``ipywidgets.Image`` whose PNG bytes are
   replaced in place: no flicker, no ipympl. Rendered images are kept in a bounded LRU cache, one per
-  combination. After each change, while the kernel is idle, the neighbours of the new position
-  (one step along each control) are rendered ahead, one per event-loop turn, so that the next step
-  is usually instant.
+  combination. After the reader's first change, while the kernel is idle, the other combinations are
+  drawn ahead, nearest first (one step along the control just moved, then along the others, then two
+  steps...), one per event-loop turn so that a new change waits for one figure at most; a figure
+  whose cold redraw is slow still answers the next step at once.
 - ``static``: set by ``book/_ext/sigprop_book.py`` when the book is built; the kernels that myst-nb
   starts inherit it. The figure is drawn for every combination on the grid and emitted as one
   self-contained ``text/html`` output (what ``IPython.display.HTML`` would send, and myst-nb puts in
@@ -55,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import heapq
 import html
 import inspect
 import io
@@ -242,7 +245,7 @@ class Explorer:
     """
 
     def __init__(self, plot_fn: Callable, controls: dict[str, Control], *, title: str | None = None,
-                 dpi: int = 80, cache_size: int = 128):
+                 dpi: int = 80, cache_size: int = 256, prefetch: bool = True):
         if not callable(plot_fn):
             raise TypeError(f"explore() expected a plotting function, got {type(plot_fn).__name__}")
         if not controls:
@@ -252,6 +255,7 @@ class Explorer:
         if not (isinstance(cache_size, int) and cache_size >= 1):
             raise ValueError(f"cache_size must be a positive int, got {cache_size!r}")
         self.plot_fn, self.controls, self.dpi, self.cache_size = plot_fn, controls, dpi, cache_size
+        self.prefetch = bool(prefetch)
         self.name = title or _figure_name(plot_fn)
         self.title = title
         defaults = _check_signature(plot_fn, controls, _figure_name(plot_fn))
@@ -367,38 +371,54 @@ class Explorer:
         moved = next((n for n, w in self._widgets.items() if change and w is change.get("owner")), None)
         self._schedule_prefetch(values, moved, change.get("old") if change else None)
 
-    def _neighbours(self, values: dict[str, Any], moved: str | None = None, old=None) -> list[dict[str, Any]]:
-        """One step along each control; the moved control first, onward in the direction it moved."""
-        out = []
-        for name in sorted(self.controls, key=lambda n: n != moved):
-            c = self.controls[name]
-            i = c.values.index(values[name])
-            backwards = name == moved and old in c.values and c.values.index(old) > i
-            for j in ((i - 1, i + 1) if backwards else (i + 1, i - 1)):
-                if 0 <= j < len(c.values):
-                    out.append({**values, name: c.values[j]})
-        return out
+    def _prefetch_order(self, values: dict[str, Any], moved: str | None = None, old=None) -> list[dict]:
+        """Combinations not yet drawn, nearest first: one step along each control, then two, and so on.
+
+        Among equally near ones, first those along the control just moved, onward in its direction.
+        """
+        names = list(self.controls)
+        here = [self.controls[n].values.index(values[n]) for n in names]
+        m = names.index(moved) if moved in names else -1
+        ahead = 1
+        if m >= 0 and old in self.controls[moved].values:
+            ahead = 1 if self.controls[moved].values.index(old) < here[m] else -1
+
+        def key(index):
+            distance = sum(abs(j - i) for j, i in zip(index, here, strict=True))
+            off_axis = any(j != i for k, (j, i) in enumerate(zip(index, here, strict=True)) if k != m)
+            backwards = m >= 0 and (index[m] - here[m]) * ahead < 0
+            return distance, off_axis, backwards
+
+        def combo(index) -> tuple:  # grid indices -> values, in control order (the cache's key)
+            return tuple(self.controls[n].values[j] for n, j in zip(names, index, strict=True))
+
+        indices = itertools.product(*(range(len(c.values)) for c in self.controls.values()))
+        todo = (ix for ix in indices if combo(ix) not in self._cache)
+        # Half the cache at most, so that prefetching never evicts what the reader looked at recently.
+        nearest = heapq.nsmallest(self.cache_size // 2, todo, key=key)
+        return [dict(zip(names, combo(ix), strict=True)) for ix in nearest]
 
     def _schedule_prefetch(self, values: dict[str, Any], moved: str | None = None, old=None) -> None:
-        """Render the neighbours of ``values`` while the kernel is idle, one per event-loop turn."""
+        """Draw other combinations while the kernel is idle, nearest first, one per event-loop turn."""
         self._prefetch_generation += 1
         generation = self._prefetch_generation
-        todo = [v for v in self._neighbours(values, moved, old)
-                if tuple(v[k] for k in self.controls) not in self._cache]
-        todo = todo[: max(0, self.cache_size // 2)]  # never evict what was just shown
         try:
-            loop = asyncio.get_running_loop()  # ipykernel's loop; none in a plain script or a test
+            loop = asyncio.get_running_loop()  # ipykernel's loop; none in a plain script
         except RuntimeError:
             return
+        if not self.prefetch:
+            return
+        todo = self._prefetch_order(values, moved, old)
 
         def step():
-            # A newer change supersedes this batch; one render per turn keeps the kernel responsive.
+            # A newer change supersedes this batch; one render per turn lets the reader's next change
+            # (or the next cell) wait for at most one figure.
             if generation != self._prefetch_generation or not todo:
                 return
             try:
                 self.render(**todo.pop(0))
             except Exception:
-                return  # the reader will see the error if they move there
+                return  # the reader sees the error if they move there
             loop.call_later(0.01, step)
 
         loop.call_later(0.05, step)
@@ -545,8 +565,8 @@ _SCRIPT = """(function () {
 })();"""
 
 
-def explore(plot_fn: Callable, /, *, title: str | None = None, dpi: int = 80, cache_size: int = 128,
-            **controls) -> Explorer:
+def explore(plot_fn: Callable, /, *, title: str | None = None, dpi: int = 80, cache_size: int = 256,
+            prefetch: bool = True, **controls) -> Explorer:
     """Make a figure explorable: one slider or dropdown per keyword, live in Jupyter, static in the book.
 
     Args:
@@ -556,7 +576,9 @@ def explore(plot_fn: Callable, /, *, title: str | None = None, dpi: int = 80, ca
             function's name).
         dpi: resolution the figure is rendered at, live and static (80 keeps a 6x3.5 in figure near
             10 kB per static image).
-        cache_size: how many rendered combinations the live figure keeps (LRU).
+        cache_size: how many rendered combinations the live figure keeps (LRU; ~40 kB each).
+        prefetch: live, after the reader's first change, draw the other combinations while the kernel
+            is idle, nearest first (at most ``cache_size // 2``), so later moves are usually instant.
         **controls: ``name=[values]`` for a slider (numbers) or a dropdown (strings or booleans), or
             ``name=(start, stop, step)`` for a slider over an inclusive range.
 
@@ -574,7 +596,7 @@ def explore(plot_fn: Callable, /, *, title: str | None = None, dpi: int = 80, ca
     global _page_total
     mode = widgets_mode()
     parsed = {name: make_control(name, spec) for name, spec in controls.items()}
-    explorer = Explorer(plot_fn, parsed, title=title, dpi=dpi, cache_size=cache_size)
+    explorer = Explorer(plot_fn, parsed, title=title, dpi=dpi, cache_size=cache_size, prefetch=prefetch)
     explorer.mode = mode
     if mode == "static":
         explorer._pending_html = explorer.to_html()
