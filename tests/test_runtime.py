@@ -5,6 +5,7 @@ import random
 import numpy as np
 import pytest
 import torch
+
 from sigprop.runtime import (
     SCALES,
     available_devices,

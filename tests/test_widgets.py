@@ -16,15 +16,13 @@ import statistics
 import time
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from PIL import Image
 
-matplotlib.use("agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image  # noqa: E402
-from sigprop import widgets  # noqa: E402
-from sigprop.widgets import Control, ExploreBudgetError, Explorer, explore, make_control  # noqa: E402
+from sigprop import widgets
+from sigprop.widgets import Control, ExploreBudgetError, Explorer, explore, make_control
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -243,32 +241,25 @@ def test_live_error_is_shown_under_the_figure_not_raised():
 
 
 def test_prefetch_order_is_nearest_first_along_the_moved_control():
-    ex = explore(plot_line, depth=[2, 5, 10, 20], gain=(0.5, 2.0, 0.5), cache_size=8)
+    ex = explore(plot_line, depth=[2, 5, 10, 20], gain=(0.5, 2.0, 0.5), cache_size=12)
     order = ex._prefetch_order({"depth": 10, "gain": 1.0}, moved="depth", old=20)  # moved down from 20
     pairs = [(v["depth"], v["gain"]) for v in order]
     # (10, 1.0) is cached. One step: down along depth first, then back up, then along gain; then two steps.
     assert pairs[:2] == [(5, 1.0), (20, 1.0)] and set(pairs[2:4]) == {(10, 0.5), (10, 1.5)}
-    assert pairs[4] == (2, 1.0) and len(pairs) == 8 // 2
-
-
-def run_loop_until(predicate, seconds=20.0):
-    async def wait():
-        for _ in range(int(seconds / 0.02)):
-            await asyncio.sleep(0.02)
-            if predicate():
-                return
-
-    asyncio.run(wait())
+    assert pairs[4] == (2, 1.0) and len(pairs) == 12 // 2  # at most half the cache
 
 
 def test_live_prefetches_the_grid_while_idle():
     ex = explore(plot_line, depth=[2, 5, 10, 20], gain=(0.5, 2.0, 0.5))
 
-    async def move():
-        ex.widgets["depth"].value = 5  # inside the loop, as in ipykernel
+    async def move_and_wait():
+        ex.widgets["depth"].value = 5  # inside a running event loop, as in ipykernel
+        for _ in range(1000):
+            await asyncio.sleep(0.02)
+            if len(ex._cache) == ex.grid_size:
+                return
 
-    asyncio.run(move())
-    run_loop_until(lambda: len(ex._cache) == ex.grid_size)
+    asyncio.run(move_and_wait())
     assert set(ex._cache) == {(g["depth"], g["gain"]) for g in ex.grid()}
 
 
@@ -374,6 +365,18 @@ def test_static_html_has_one_image_per_combination_and_the_controls(monkeypatch)
     assert src == data["images"][data["index"][flat]]
     assert Image.open(io.BytesIO(base64.b64decode(src))).format == "PNG"
     assert plt.get_fignums() == []
+
+
+def test_ipython_display_sends_html_when_static_and_the_widget_box_when_live(monkeypatch):
+    import IPython.display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj: shown.append(obj))
+    explore(plot_line, depth=[2, 5])._ipython_display_()
+    assert shown[-1] is not None and type(shown[-1]).__name__ == "VBox"
+    monkeypatch.setenv("SIGPROP_WIDGETS", "static")
+    explore(plot_line, depth=[2, 5])._ipython_display_()
+    assert isinstance(shown[-1], IPython.display.HTML) and 'class="sigprop-explore"' in shown[-1].data
 
 
 def test_static_ids_are_unique_per_figure_and_per_display(monkeypatch):

@@ -16,6 +16,11 @@ Two jobs:
    ``None != ''`` its duplicate check lets the copy through (sphinx-togglebutton's inline script is
    doubled the same way, harmlessly, since it uses ``var``). :func:`drop_duplicate_scripts` removes
    the second copy of any script that differs from an earlier one only in ``None`` versus ``''``.
+
+3. pydata-sphinx-theme (under sphinx-book-theme) writes ``localStorage.getItem("mode") || ""`` into
+   each page, so a first visit, with nothing stored, logs ``Got invalid theme mode: . Resetting to
+   auto.`` as a console error. :func:`default_theme_mode` sets the template variable ``default_mode``
+   to ``auto`` (what the theme falls back to anyway) unless ``html_context`` already sets it.
 """
 
 from __future__ import annotations
@@ -49,7 +54,13 @@ def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> Non
     scripts[:] = kept
 
 
+def default_theme_mode(app, config) -> None:
+    """Give the theme a valid mode for readers who never picked one (see the module docstring)."""
+    config.html_context = {"default_mode": "auto", **config.html_context}
+
+
 def setup(app):
+    app.connect("config-inited", default_theme_mode)
     # A late priority, so that scripts which other extensions add for this page are deduplicated too.
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

@@ -179,7 +179,8 @@ def plot_training_curves(histories: Mapping[str, History], axes: Sequence[Axes] 
     ax_acc.set_xlabel("epoch")
     ax_acc.set_ylabel("test accuracy")
     ax_acc.set_ylim(0, 1.02)
-    ax_acc.legend(fontsize="small")
+    if ax_acc.get_legend_handles_labels()[0]:
+        ax_acc.legend(fontsize="small")
     if title:
         fig.suptitle(title)
     return fig

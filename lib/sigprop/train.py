@@ -188,7 +188,9 @@ def fit(
     history.layer_grad_norm = {name: [] for name, _ in layers}
     n = len(data.x_train)
     steps_per_epoch = math.ceil(n / batch_size)
-    bar = tqdm(total=epochs * steps_per_epoch, desc=label or "training", disable=not progress, leave=False)
+    # Only an explicit progress=False forces the bar off, so TQDM_DISABLE=1 (set by the book build) still applies.
+    bar = tqdm(total=epochs * steps_per_epoch, desc=label or "training", leave=False,
+               **({} if progress else {"disable": True}))
     model.train()
     try:
         for epoch in range(epochs):

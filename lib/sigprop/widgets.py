@@ -477,11 +477,27 @@ class Explorer:
 
     # -- display -------------------------------------------------------------------------------------
 
-    def _repr_mimebundle_(self, include=None, exclude=None):
+    def _static_page(self) -> str:
+        # The HTML explore() built and checked for the first display; a second display gets fresh ids.
+        page, self._pending_html = self._pending_html or self.to_html(), None
+        return page
+
+    def _ipython_display_(self) -> None:
+        """How IPython shows it: the HTML through ``IPython.display.HTML`` (static), or the widget box."""
+        from IPython.display import HTML, display
+
         if self.mode == "static":
-            # As IPython.display.HTML would send it; a second display gets fresh element ids.
-            page, self._pending_html = self._pending_html or self.to_html(), None
-            return {"text/html": page, "text/plain": f"<explorable figure {self.name}>"}
+            display(HTML(self._static_page()))
+            return
+        if self._widgets is None:
+            self._build_widgets()
+        # Through display() rather than a MIME bundle: ipywidgets 7 (older Colab) has no _repr_mimebundle_.
+        display(self.box)
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        """The same outputs for front ends that ask for a MIME bundle instead."""
+        if self.mode == "static":
+            return {"text/html": self._static_page(), "text/plain": f"<explorable figure {self.name}>"}
         if self._widgets is None:
             self._build_widgets()
         return self.box._repr_mimebundle_(include=include, exclude=exclude)
