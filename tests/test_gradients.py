@@ -6,6 +6,8 @@ import math
 import pytest
 import torch
 from conftest import DEVICES, FLOAT64_DEVICES
+from torch import nn
+
 from sigprop.gradients import (
     ACTIVATIONS,
     activation,
@@ -18,7 +20,6 @@ from sigprop.gradients import (
     rnn_jacobians,
     singular_values,
 )
-from torch import nn
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 

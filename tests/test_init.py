@@ -5,6 +5,8 @@ import math
 import pytest
 import torch
 from conftest import DEVICES, FLOAT64_DEVICES
+from torch import nn
+
 from sigprop.init import (
     NONLINEARITIES,
     SCHEMES,
@@ -20,7 +22,6 @@ from sigprop.init import (
     xavier_normal_,
     xavier_uniform_,
 )
-from torch import nn
 
 # Relative tolerance on a sample variance. With n >= 1.2e5 draws the variance estimate's relative standard
 # error is sqrt(2 / n) <= 0.0041 (normal) and sqrt(0.8 / n) <= 0.0026 (uniform): 3% is > 7 standard errors.

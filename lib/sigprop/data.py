@@ -67,10 +67,18 @@ def _check_fraction(test_fraction: float) -> None:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
 
 
+def _test_size(n: int, test_fraction: float) -> int:
+    n_test = int(round(n * test_fraction))
+    if not 0 < n_test < n:
+        raise ValueError(f"test_fraction={test_fraction} of {n} samples leaves an empty "
+                         f"{'test' if n_test == 0 else 'training'} set; use more samples or another fraction")
+    return n_test
+
+
 def _split_indices(n: int, test_fraction: float, seed: int) -> tuple[Tensor, Tensor]:
     # Its own generator: the split never depends on what else consumed random numbers.
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    n_test = int(round(n * test_fraction))
+    n_test = _test_size(n, test_fraction)
     return perm[n_test:], perm[:n_test]
 
 
@@ -172,7 +180,7 @@ def make_spirals(
     theta = theta + noise * torch.randn(theta.shape, generator=generator, dtype=torch.float64)
     x = torch.stack([r * torch.cos(theta), r * torch.sin(theta)], dim=1)  # (K*n, 2)
     perm = torch.randperm(len(x), generator=generator)
-    n_test = int(round(len(x) * test_fraction))
+    n_test = _test_size(len(x), test_fraction)
     test, train = perm[:n_test], perm[n_test:]
     split = DataSplit(x[train], label[train], x[test], label[test], num_classes=num_classes, name="spirals")
     return split.to(device, torch.float32)

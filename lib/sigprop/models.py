@@ -8,6 +8,7 @@ and initializers through the same arguments.
 
 from __future__ import annotations
 
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
@@ -38,7 +39,7 @@ _CONV_NORMS: dict[str, Callable[[int], nn.Module]] = {
     "batch": nn.BatchNorm2d,
     "layer": lambda c: nn.GroupNorm(1, c),  # one group over (C, H, W): layer norm for images
     "instance": lambda c: nn.GroupNorm(c, c),  # one group per channel: instance norm with affine
-    "group": lambda c: nn.GroupNorm(min(4, c), c),
+    "group": lambda c: nn.GroupNorm(math.gcd(4, c), c),  # at most 4 groups that divide c
 }
 
 InitSpec = str | float | Callable[[Tensor], object] | None

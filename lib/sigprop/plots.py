@@ -84,6 +84,8 @@ def plot_histograms(stats: LayerStats, kind: str = "activation", layers: Sequenc
         raise ValueError(f"kind must be 'activation' or 'gradient', got {kind!r}")
     samples = stats.activations if kind == "activation" else stats.gradients
     layers = list(stats.names[:-1] if len(stats.names) > 1 else stats.names) if layers is None else list(layers)
+    if not layers:
+        raise ValueError(f"layers is empty; expected some of {stats.names}")
     unknown = [name for name in layers if name not in samples]
     if unknown:
         raise ValueError(f"unknown layers {unknown}; expected some of {stats.names}")
@@ -198,6 +200,8 @@ def plot_update_ratios(history: History, ax: Axes | None = None, title: str | No
     """
     if not history.update_ratio:
         raise ValueError("history has no update ratios: train with fit(..., track_update_ratio=True)")
+    if smooth < 1:
+        raise ValueError(f"smooth must be at least 1, got {smooth}")
     ax = _axes(ax)
     names = list(history.update_ratio)
     for colour, name in zip(depth_colors(len(names)), names, strict=True):
