@@ -42,3 +42,16 @@ def test_ex4_larger_learning_rate_does_not_reach_the_first_layer(digits, lr):
     assert max(history.test_accuracy) < 0.15
     if lr == 10.0:
         assert max(history.loss) > 10 * np.log(10)  # spikes far above a uniform guess's 2.30
+
+
+def test_ex3_he_scale_keeps_relu_activation_std_within_2x_over_32_layers(digits):
+    net = mlp(64, 10, depth=32, width=64, activation="relu", init=(2 / 64) ** 0.5,
+              generator=torch.Generator().manual_seed(0))
+    std = layer_stats(net, digits.x_train[:256], digits.y_train[:256]).activation_std[:-1]
+    assert 0.5 < std[-1] / std[0] < 2.0
+
+
+def test_intro_arithmetic():
+    # "Multiply a number by 0.9 fifty times and almost nothing is left; by 1.1 ... a hundred times larger."
+    assert 0.9**50 < 0.01
+    assert 100 < 1.1**50 < 120
