@@ -274,6 +274,19 @@ def test_live_prefetch_can_be_turned_off():
     assert set(ex._cache) == {(10,), (5,)}
 
 
+def test_shared_mathtext_parser_leaves_the_image_unchanged():
+    def log_plot(depth=3):
+        fig, ax = plt.subplots(figsize=(4, 3))
+        ax.semilogy(np.logspace(0, depth, 10))  # tick labels 10^k are mathtext
+        return fig
+
+    ex = explore(log_plot, depth=[3, 6])  # drawing depth 3 fills the shared parser's cache
+    buf = io.BytesIO()
+    log_plot(6).savefig(buf, format="png", dpi=ex.dpi, pil_kwargs={"compress_level": 1})
+    assert ex.draw(depth=6) == buf.getvalue()
+    assert widgets._mathtext_parser is not None
+
+
 def cold_redraw_timings() -> list[float]:
     """Seconds per slider change on a fresh explorer, each change landing on a new combination."""
     calls = []
