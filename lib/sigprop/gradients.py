@@ -182,6 +182,15 @@ def _check_activation(name) -> str:
 def activation(name: str) -> Callable[[Tensor], Tensor]:
     """The activation function phi called ``name`` (one of :data:`ACTIVATIONS`), as torch computes it.
 
+    The names match :data:`sigprop.models.ACTIVATIONS`; leaky ReLU uses torch's default slope 0.01 and
+    GELU the exact, erf-based form.
+
+    Args:
+        name: one of :data:`ACTIVATIONS`.
+
+    Shape:
+        the returned function maps a tensor of any shape to one of the same shape.
+
     Example:
         >>> activation("relu")(torch.tensor([-1.0, 2.0]))
         tensor([0., 2.])
@@ -370,6 +379,16 @@ def jacobian_product_norms(jacobians: list[Tensor], ord: str | int = "fro") -> T
 
 def singular_values(jacobian: Tensor) -> Tensor:
     """Singular values of a Jacobian, largest first: the gains it applies along its principal directions.
+
+    The largest is the spectral norm ||J||_2 (the worst-case stretch); their root sum of squares is the
+    Frobenius norm. A product of Jacobians whose singular values all sit near 1 ("dynamical isometry",
+    Saxe et al., 2014) passes gradients through without vanishing or exploding in any direction.
+
+    Args:
+        jacobian: one layer's Jacobian, as from :func:`layer_jacobians`.
+
+    Shape:
+        jacobian (D_out, D_in), output (min(D_out, D_in),).
 
     Example:
         >>> singular_values(torch.diag(torch.tensor([1.0, 3.0])))
