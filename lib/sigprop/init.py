@@ -135,6 +135,13 @@ def init_std(tensor: Tensor, scheme: str, *, nonlinearity: str = "relu", param: 
     i.e. Var[w] = (2 / (1 + 5)) / fan_in = 1 / (3 fan_in). ``"orthogonal"`` reports the per-entry std of a
     random orthogonal matrix, 1/sqrt(max(rows, cols)), times the activation's gain.
 
+    Args:
+        tensor: the weight (only its shape is used).
+        scheme, nonlinearity, param, mode, std, gain: as in :func:`initialize`.
+
+    Shape:
+        tensor: (out_features, in_features) or (out_channels, in_channels / groups, *kernel).
+
     Example:
         >>> round(init_std(torch.empty(100, 50), "kaiming_normal"), 4)
         0.2
@@ -323,7 +330,7 @@ def initialize(model: nn.Module, scheme: str, *, nonlinearity: str = "relu", par
 
     Example:
         >>> net = initialize(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), "kaiming_normal")
-        >>> float(net[0].bias.abs().sum())
+        >>> float(net[0].bias.detach().abs().sum())
         0.0
     """
     if not isinstance(model, nn.Module):
