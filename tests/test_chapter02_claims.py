@@ -20,15 +20,6 @@ def digits():
     return load_digits_split()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # The chapter's networks are tiny; one thread is faster and matches the chapter's setting.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def fresh(digits, init, depth=20, width=64, activation="relu", seed=0, gain=1.0):
     """The chapter's `fresh`: an MLP for the digits with a sigprop.init scheme, 'lsuv', or PyTorch's default."""
     g = torch.Generator().manual_seed(seed)

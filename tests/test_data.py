@@ -4,23 +4,10 @@ import math
 
 import pytest
 import torch
-from conftest import DEVICES
+from conftest import DEVICES, gen
 from sklearn.datasets import load_digits
 
 from sigprop.data import DataSplit, load_digits_split, make_multiscale_regression, make_spirals
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Small tensors: one thread is an order of magnitude faster than two when the cores are shared.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 @pytest.fixture(scope="module")

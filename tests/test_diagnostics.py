@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import DEVICES
+from conftest import DEVICES, gen
 from torch import nn
 
 from sigprop.diagnostics import (
@@ -17,19 +17,6 @@ from sigprop.diagnostics import (
     weight_layers,
 )
 from sigprop.models import mlp, small_cnn
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: one thread is an order of magnitude faster than two when the cores are shared.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def no_forward_hooks(model):

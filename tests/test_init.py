@@ -4,7 +4,7 @@ import math
 
 import pytest
 import torch
-from conftest import DEVICES, FLOAT64_DEVICES
+from conftest import DEVICES, FLOAT64_DEVICES, gen
 from torch import nn
 
 from sigprop.init import (
@@ -28,10 +28,6 @@ from sigprop.init import (
 VAR_RTOL = 0.03
 # Large weights: a wide and a tall Linear, and a conv whose fans (1152, 2304) differ.
 SHAPES = [(300, 400), (600, 200), (256, 128, 3, 3)]
-
-
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
 
 
 def fans(shape):

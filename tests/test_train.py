@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import DEVICES
+from conftest import DEVICES, gen
 from torch import nn
 
 from sigprop.data import make_multiscale_regression, make_spirals
@@ -17,22 +17,9 @@ from sigprop.runtime import seed_everything
 from sigprop.train import DivergenceWarning, History, evaluate, fit, make_optimizer
 
 
-def gen(seed=0):
-    return torch.Generator().manual_seed(seed)
-
-
 @pytest.fixture(scope="module")
 def spirals():
     return make_spirals(50, 3, generator=gen())  # 112 training points, 38 test points
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models: one thread is an order of magnitude faster than two when the cores are shared.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def small_net(seed=0, activation="tanh", width=16):
