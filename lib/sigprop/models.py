@@ -80,31 +80,26 @@ def make_norm(norm: NormSpec, num_features: int, table: dict | None = None) -> n
 def _apply_init(model: nn.Module, init: InitSpec, activation: str, generator: torch.Generator | None) -> None:
     if init is None or init == "default":
         return  # keep PyTorch's own defaults
-    layers = [m for m in model.modules() if isinstance(m, (nn.Linear, nn.Conv2d))]
     if isinstance(init, bool):
         raise TypeError("init must be a scheme name, a std (float) or a callable, got a bool")
+    from sigprop.init import initialize  # the initialization chapter's module
+
     if isinstance(init, (int, float)):
         if init < 0:
             raise ValueError(f"init std must be non-negative, got {init}")
         # The 'naive' scheme: every weight ~ N(0, std^2) whatever the layer's width.
-        with torch.no_grad():
-            for layer in layers:
-                noise = torch.randn(layer.weight.shape, generator=generator, dtype=layer.weight.dtype)
-                layer.weight.copy_(init * noise)
-                if layer.bias is not None:
-                    layer.bias.zero_()
+        initialize(model, "normal", std=float(init), generator=generator)
         return
     if isinstance(init, str):
-        from sigprop.init import initialize  # the initialization chapter's module
-
         initialize(model, init, nonlinearity=activation, generator=generator)
         return
     if callable(init):
         with torch.no_grad():
-            for layer in layers:
-                init(layer.weight)
-                if layer.bias is not None:
-                    layer.bias.zero_()
+            for layer in model.modules():
+                if isinstance(layer, (nn.Linear, nn.Conv2d)):
+                    init(layer.weight)
+                    if layer.bias is not None:
+                        layer.bias.zero_()
         return
     raise TypeError(f"init must be a scheme name, a std (float) or a callable, got {type(init).__name__}")
 
