@@ -493,3 +493,15 @@ def test_extension_drops_the_duplicate_thebe_settings(monkeypatch):
     ext.drop_duplicate_scripts(None, "intro", "page.html", context, None)
     assert context["script_files"] is scripts  # edited in place
     assert [s.attributes.get("body") for s in scripts] == [None, body, None, "let other = 1"]
+
+
+def test_live_image_is_shown_at_its_natural_width_not_stretched():
+    def plot(width=3.0):
+        fig, ax = plt.subplots(figsize=(width, 2))
+        ax.plot([0, 1], [0, 1])
+        return fig
+
+    ex = explore(plot, width=[3.0, 5.0], dpi=80)
+    assert ex.image.layout.width == "240px" and ex.image.layout.max_width == "100%"  # 3 in x 80 dpi
+    ex.widgets["width"].value = 5.0
+    assert ex.image.layout.width == "400px"

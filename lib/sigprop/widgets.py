@@ -351,7 +351,10 @@ class Explorer:
                 controls[name] = w.Dropdown(options=options, value=value, description=name,
                                             style=style)
         self._widgets = controls
-        self.image = w.Image(value=self.render(**self.initial), format="png")
+        png = self.render(**self.initial)
+        # Natural pixel width, capped at the cell's: otherwise the output area stretches the image and blurs it.
+        self.image = w.Image(value=png, format="png",
+                             layout=w.Layout(width=f"{_png_width(png)}px", max_width="100%", height="auto"))
         self.error = w.HTML("")
         header = [w.HTML(f"<b>{html.escape(self.title)}</b>")] if self.title else []
         self.box = w.VBox([*header, *controls.values(), self.image, self.error])
@@ -373,6 +376,7 @@ class Explorer:
             return
         self.error.value = ""
         self.image.value = png
+        self.image.layout.width = f"{_png_width(png)}px"
         moved = next((n for n, w in self._widgets.items() if change and w is change.get("owner")), None)
         self._schedule_prefetch(values, moved, change.get("old") if change else None)
 
@@ -513,6 +517,11 @@ class Explorer:
 
 
 _mathtext_parser = None  # one for every figure drawn here; see _share_mathtext_parser
+
+
+def _png_width(png: bytes) -> int:
+    """Pixel width of a PNG, read from its IHDR chunk (bytes 16-20, big-endian)."""
+    return int.from_bytes(png[16:20], "big")
 
 
 def _share_mathtext_parser(fig, dpi) -> None:
