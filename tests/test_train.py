@@ -337,3 +337,11 @@ def test_fit_rejects_bad_lr_and_optimizer(spirals):
         fit(small_net(), spirals, lr=0, progress=False)
     with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
         fit(small_net(), spirals, optimizer="lbfgs", progress=False)
+
+
+def test_mean_update_ratio_skips_unchanged_steps_and_is_minus_inf_for_a_frozen_layer():
+    h = History(update_ratio={"a": [-2.0, float("-inf"), -4.0], "b": [float("-inf"), float("-inf")]})
+    assert h.mean_update_ratio("a") == -3.0
+    assert h.mean_update_ratio("b") == float("-inf")
+    with pytest.raises(ValueError, match="no update ratios for layer 'c'"):
+        h.mean_update_ratio("c")

@@ -32,6 +32,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from sigprop.diagnostics import WEIGHT_TYPES
+
 __all__ = [
     "calculate_gain",
     "fan_in_and_fan_out",
@@ -58,7 +60,6 @@ _RELU_LIKE = ("gelu", "elu", "silu", "softplus")
 NONLINEARITIES = _LINEAR_NAMES + ("sigmoid", "tanh", "relu", "leaky_relu", "selu") + _RELU_LIKE
 SCHEMES = ("default", "zeros", "normal", "lecun_normal", "xavier_uniform", "xavier_normal",
            "kaiming_uniform", "kaiming_normal", "orthogonal")
-_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
@@ -361,7 +362,7 @@ def initialize(model: nn.Module, scheme: str, *, nonlinearity: str = "relu", par
     multiplier = gain * (act_gain if scheme in ("kaiming_uniform", "kaiming_normal", "orthogonal") else 1.0)
     with torch.no_grad():
         for layer in model.modules():
-            if not isinstance(layer, _LAYERS):
+            if not isinstance(layer, WEIGHT_TYPES):
                 continue
             if scheme != "default":
                 samplers[scheme](layer.weight)
@@ -412,7 +413,7 @@ def lsuv_(model: nn.Module, batch: Tensor, tol: float = 0.05, max_iters: int = 1
         raise ValueError(f"tol must be a positive number, got {tol!r}")
     if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
         raise ValueError(f"max_iters must be a positive int, got {max_iters!r}")
-    names = {layer: name for name, layer in model.named_modules() if isinstance(layer, _LAYERS)}
+    names = {layer: name for name, layer in model.named_modules() if isinstance(layer, WEIGHT_TYPES)}
     if not names:
         raise ValueError("model has no nn.Linear or nn.Conv{1,2,3}d layer for LSUV to scale")
     initialize(model, "orthogonal", nonlinearity="linear", generator=generator)

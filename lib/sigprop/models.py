@@ -94,12 +94,13 @@ def _apply_init(model: nn.Module, init: InitSpec, activation: str, generator: to
         initialize(model, init, nonlinearity=activation, generator=generator)
         return
     if callable(init):
+        from sigprop.diagnostics import weight_layers
+
         with torch.no_grad():
-            for layer in model.modules():
-                if isinstance(layer, (nn.Linear, nn.Conv2d)):
-                    init(layer.weight)
-                    if layer.bias is not None:
-                        layer.bias.zero_()
+            for _, layer in weight_layers(model):
+                init(layer.weight)
+                if layer.bias is not None:
+                    layer.bias.zero_()
         return
     raise TypeError(f"init must be a scheme name, a std (float) or a callable, got {type(init).__name__}")
 

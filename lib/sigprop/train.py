@@ -73,6 +73,18 @@ class History:
         values = self.test_accuracy if split == "test" else self.train_accuracy
         return next((i + 1 for i, a in enumerate(values) if a >= accuracy), None)
 
+    def mean_update_ratio(self, layer: str) -> float:
+        """Mean of ``layer``'s finite log10 update:data ratios over the run; -inf if no step changed it at all.
+
+        A step whose update is below float32's resolution leaves the weights unchanged and records -inf;
+        those steps are left out of the mean, and a layer that never moved gets -inf.
+        """
+        if layer not in self.update_ratio:
+            raise ValueError(f"no update ratios for layer {layer!r}; recorded: {sorted(self.update_ratio)} "
+                             "(train with fit(..., track_update_ratio=True))")
+        values = [v for v in self.update_ratio[layer] if math.isfinite(v)]
+        return sum(values) / len(values) if values else -math.inf
+
     def __repr__(self) -> str:
         state = self.message if self.diverged else f"test accuracy {self.final_test_accuracy:.3f}"
         return f"History({self.label!r}: {self.epochs} epochs, {self.steps} steps, {state})"
