@@ -7,6 +7,7 @@ import torch
 from conftest import DEVICES, gen
 from torch import nn
 
+from sigprop import normalization as sn
 from sigprop.models import ACTIVATIONS, NORMS, make_activation, make_norm, mlp, small_cnn
 
 
@@ -44,16 +45,16 @@ def test_make_activation_rejects_non_string(bad):
 
 def test_make_norm_by_name_none_and_factory():
     assert make_norm(None, 8) is None and make_norm("none", 8) is None
-    assert isinstance(make_norm("batch", 8), nn.BatchNorm1d) and make_norm("batch", 8).num_features == 8
-    assert isinstance(make_norm("layer", 8), nn.LayerNorm) and make_norm("layer", 8).normalized_shape == (8,)
+    assert isinstance(make_norm("batch", 8), sn.BatchNorm1d) and make_norm("batch", 8).num_features == 8
+    assert isinstance(make_norm("layer", 8), sn.LayerNorm) and make_norm("layer", 8).normalized_shape == (8,)
     layer = make_norm(lambda n: nn.GroupNorm(2, n), 8)
     assert isinstance(layer, nn.GroupNorm) and layer.num_channels == 8
-    assert set(NORMS) == {"batch", "layer"}
+    assert set(NORMS) == {"batch", "layer", "group", "switch"}
 
 
 def test_make_norm_rejects_unknown_name():
-    with pytest.raises(ValueError, match="unknown norm 'group'; expected None, 'none', one of"):
-        make_norm("group", 8)
+    with pytest.raises(ValueError, match="unknown norm 'instance'; expected None, 'none', one of"):
+        make_norm("instance", 8)  # a feature vector has one value per channel: no instance statistics
 
 
 def test_make_norm_rejects_a_factory_that_returns_no_module():
@@ -79,11 +80,23 @@ def test_mlp_layer_names_and_depth():
     assert all(isinstance(getattr(net, f"act{i}"), nn.Tanh) for i in (1, 2, 3))
 
 
-@pytest.mark.parametrize("norm, cls", [("batch", nn.BatchNorm1d), ("layer", nn.LayerNorm)])
+@pytest.mark.parametrize("norm, cls", [("batch", sn.BatchNorm1d), ("layer", sn.LayerNorm),
+                                       ("group", sn.GroupNorm), ("switch", sn.SwitchNorm1d)])
 def test_mlp_inserts_norm_between_linear_and_activation(norm, cls):
     net = mlp(8, 3, depth=2, width=6, norm=norm)
     assert names(net) == ["linear1", "norm1", "act1", "linear2", "norm2", "act2", "out"]
     assert isinstance(net.norm1, cls) and isinstance(net.norm2, cls)
+
+
+def test_norm_after_the_activation():
+    assert names(mlp(8, 3, depth=1, width=6, norm="batch", norm_position="after")) == [
+        "linear1", "act1", "norm1", "out"]
+    assert names(small_cnn(channels=(4,), norm="group", norm_position="after"))[:4] == [
+        "conv1", "act1", "norm1", "pool1"]
+    with pytest.raises(ValueError, match="norm_position must be 'before' or 'after' the activation, got 'middle'"):
+        mlp(norm="batch", norm_position="middle")
+    with pytest.raises(ValueError, match="norm_position"):
+        small_cnn(norm_position=None)
 
 
 def test_mlp_norm_none_string_adds_nothing():
@@ -209,7 +222,7 @@ def test_mlp_rejects_unknown_activation_and_norm():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("norm", [None, "batch", "layer"])
+@pytest.mark.parametrize("norm", [None, "batch", "layer", "group", "switch"])
 def test_mlp_forward_shape_on_device(device, norm):
     net = mlp(12, 5, depth=3, width=16, norm=norm, init=0.2, generator=gen(), device=device)
     assert all(p.device.type == device for p in net.parameters())
@@ -242,8 +255,9 @@ def test_small_cnn_three_blocks_pools_once():
     assert net(torch.zeros(2, 3, 8, 8)).shape == (2, 4)
 
 
-@pytest.mark.parametrize("norm, cls, groups", [("batch", nn.BatchNorm2d, None), ("layer", nn.GroupNorm, 1),
-                                                ("instance", nn.GroupNorm, 16), ("group", nn.GroupNorm, 4)])
+@pytest.mark.parametrize("norm, cls, groups", [("batch", sn.BatchNorm2d, None), ("layer", sn.GroupNorm, 1),
+                                                ("instance", sn.InstanceNorm2d, None), ("group", sn.GroupNorm, 4),
+                                                ("switch", sn.SwitchNorm2d, None)])
 def test_small_cnn_norms(norm, cls, groups):
     net = small_cnn(norm=norm)
     assert names(net)[:4] == ["conv1", "norm1", "act1", "pool1"]

@@ -15,7 +15,9 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ACTIVATIONS", "NORMS", "make_activation", "make_norm", "mlp", "small_cnn"]
+from sigprop import normalization
+
+__all__ = ["ACTIVATIONS", "NORMS", "NORM_POSITIONS", "make_activation", "make_norm", "mlp", "small_cnn"]
 
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "identity": nn.Identity,
@@ -29,18 +31,22 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "softplus": nn.Softplus,
 }
 
-# Normalization layers by name, each built from the number of features it normalizes.
-# Chapter 3 swaps in its from-scratch layers by passing a callable instead of a name.
+# Normalization layers by name, each built from the number of features it normalizes: chapter 3's
+# from-scratch layers (sigprop.normalization), which match torch.nn's. A callable plugs in any other.
 NORMS: dict[str, Callable[[int], nn.Module]] = {
-    "batch": nn.BatchNorm1d,
-    "layer": nn.LayerNorm,
+    "batch": normalization.BatchNorm1d,
+    "layer": normalization.LayerNorm,
+    "group": lambda c: normalization.GroupNorm(math.gcd(4, c), c),  # at most 4 groups that divide c
+    "switch": normalization.SwitchNorm1d,  # learned mix of layer and batch statistics
 }
 _CONV_NORMS: dict[str, Callable[[int], nn.Module]] = {
-    "batch": nn.BatchNorm2d,
-    "layer": lambda c: nn.GroupNorm(1, c),  # one group over (C, H, W): layer norm for images
-    "instance": lambda c: nn.GroupNorm(c, c),  # one group per channel: instance norm with affine
-    "group": lambda c: nn.GroupNorm(math.gcd(4, c), c),  # at most 4 groups that divide c
+    "batch": normalization.BatchNorm2d,
+    "layer": lambda c: normalization.GroupNorm(1, c),  # one group over (C, H, W): layer norm for images
+    "instance": lambda c: normalization.InstanceNorm2d(c, affine=True),  # with a per-channel affine
+    "group": lambda c: normalization.GroupNorm(math.gcd(4, c), c),  # at most 4 groups that divide c
+    "switch": normalization.SwitchNorm2d,  # learned mix of instance, layer and batch statistics
 }
+NORM_POSITIONS = ("before", "after")
 
 InitSpec = str | float | Callable[[Tensor], object] | None
 NormSpec = str | Callable[[int], nn.Module] | None
@@ -112,6 +118,21 @@ def _check_positive_int(name: str, value) -> None:
         raise ValueError(f"{name} must be at least 1, got {value}")
 
 
+def _add_norm_and_activation(layers: OrderedDict, i: int, norm_layer: nn.Module | None, activation: str,
+                             norm_position: str) -> None:
+    # Ioffe & Szegedy normalize the pre-activation ("before"); many later networks normalize after it.
+    if norm_layer is not None and norm_position == "before":
+        layers[f"norm{i}"] = norm_layer
+    layers[f"act{i}"] = make_activation(activation)
+    if norm_layer is not None and norm_position == "after":
+        layers[f"norm{i}"] = norm_layer
+
+
+def _check_norm_position(norm_position) -> None:
+    if norm_position not in NORM_POSITIONS:
+        raise ValueError(f"norm_position must be 'before' or 'after' the activation, got {norm_position!r}")
+
+
 def mlp(
     in_features: int = 64,
     out_features: int = 10,
@@ -123,6 +144,7 @@ def mlp(
     bias: bool = True,
     generator: torch.Generator | None = None,
     device: str | torch.device | None = None,
+    norm_position: str = "before",
 ) -> nn.Sequential:
     """A fully connected network of ``depth`` hidden layers, each Linear -> [norm] -> activation.
 
@@ -136,7 +158,8 @@ def mlp(
         depth: number of hidden layers (>= 1); the network has ``depth + 1`` linear layers.
         width: units per hidden layer.
         activation: a name from :data:`ACTIVATIONS`.
-        norm: ``None``, a name from :data:`NORMS`, or a callable ``num_features -> nn.Module``.
+        norm: ``None``, a name from :data:`NORMS` (``"batch"``, ``"layer"``, ``"group"``, ``"switch"``),
+            or a callable ``num_features -> nn.Module``.
         init: ``"default"`` keeps PyTorch's initialization; a float ``s`` draws every weight from
             ``N(0, s^2)`` (the naive scheme); another name is a scheme of
             :func:`sigprop.init.initialize` (``"xavier_normal"``, ``"kaiming_normal"``, ...), given
@@ -145,6 +168,7 @@ def mlp(
         bias: give the linear layers a bias.
         generator: random source for the initialization.
         device: where to create the model.
+        norm_position: ``"before"`` (Linear -> norm -> activation) or ``"after"`` the activation.
 
     Shape:
         input (N, in_features), output (N, out_features).
@@ -158,14 +182,12 @@ def mlp(
                         ("depth", depth), ("width", width)):
         _check_positive_int(name, value)
     make_activation(activation)  # validate the name before building anything
+    _check_norm_position(norm_position)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     fan_in = in_features
     for i in range(1, depth + 1):
         layers[f"linear{i}"] = nn.Linear(fan_in, width, bias=bias)
-        norm_layer = make_norm(norm, width)
-        if norm_layer is not None:
-            layers[f"norm{i}"] = norm_layer
-        layers[f"act{i}"] = make_activation(activation)
+        _add_norm_and_activation(layers, i, make_norm(norm, width), activation, norm_position)
         fan_in = width
     layers["out"] = nn.Linear(fan_in, out_features, bias=bias)
     model = nn.Sequential(layers)
@@ -182,6 +204,7 @@ def small_cnn(
     init: InitSpec = "default",
     generator: torch.Generator | None = None,
     device: str | torch.device | None = None,
+    norm_position: str = "before",
 ) -> nn.Sequential:
     """A small convolutional network for 8x8 images: 3x3 convolutions, one 2x2 pooling, a linear head.
 
@@ -193,11 +216,12 @@ def small_cnn(
         num_classes: number of outputs.
         channels: output channels of each convolutional block.
         activation: a name from :data:`ACTIVATIONS`.
-        norm: ``None``, ``"batch"``, ``"layer"``, ``"instance"``, ``"group"`` or a callable
+        norm: ``None``, ``"batch"``, ``"layer"``, ``"instance"``, ``"group"``, ``"switch"`` or a callable
             ``num_channels -> nn.Module``.
         init: as in :func:`mlp`.
         generator: random source for the initialization.
         device: where to create the model.
+        norm_position: ``"before"`` (conv -> norm -> activation) or ``"after"`` the activation.
 
     Shape:
         input (N, C_in, H, W), output (N, num_classes).
@@ -213,14 +237,12 @@ def small_cnn(
     for c in channels:
         _check_positive_int("each entry of channels", c)
     make_activation(activation)
+    _check_norm_position(norm_position)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     c_in = in_channels
     for i, c_out in enumerate(channels, start=1):
         layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
-        norm_layer = make_norm(norm, c_out, table=_CONV_NORMS)
-        if norm_layer is not None:
-            layers[f"norm{i}"] = norm_layer
-        layers[f"act{i}"] = make_activation(activation)
+        _add_norm_and_activation(layers, i, make_norm(norm, c_out, table=_CONV_NORMS), activation, norm_position)
         if i == 1:
             layers["pool1"] = nn.MaxPool2d(2)
         c_in = c_out
