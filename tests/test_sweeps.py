@@ -31,6 +31,13 @@ def test_batch_size_sweep_scales_the_learning_rate_and_keeps_the_epochs():
     assert "batch_size=3" in table.to_text() and "±" in str(table)
 
 
+def test_epochs_to_target_is_recorded_when_asked():
+    table = batch_size_sweep(MODELS, DATA, batch_sizes=[4], epochs=3, target_accuracy=0.0, progress=False)
+    assert table.column("epochs_to_target") == [1, 1]
+    table = batch_size_sweep(MODELS, DATA, batch_sizes=[4], epochs=1, target_accuracy=1.01, progress=False)
+    assert table.column("epochs_to_target") == [None, None]
+
+
 def test_a_diverged_run_is_a_row_with_nan_errors():
     table = batch_size_sweep({"plain": lambda g: mlp(2, 3, depth=2, width=8, init=1e3, generator=g)}, DATA,
                              batch_sizes=[4], base_lr=1e30, epochs=3, progress=False)

@@ -119,6 +119,7 @@ def batch_size_sweep(
     optimizer: str = "sgd",
     momentum: float = 0.9,
     weight_decay: float = 0.0,
+    target_accuracy: float | None = None,
     progress: bool = True,
 ) -> SweepTable:
     """Test error against batch size for several models: Wu & He's (2018) protocol at small scale.
@@ -147,12 +148,17 @@ def batch_size_sweep(
         recalibration_batch_size: batch size of the recalibration passes; ``None`` uses each run's
             own training batch size, so the statistics are those of the batches the model trained on.
         optimizer, momentum, weight_decay: as in :func:`sigprop.train.fit`.
+        target_accuracy: also record ``epochs_to_target``, the first epoch after which the test
+            accuracy (eval mode) reached this value (``None`` if it never did).
         progress: a progress bar over the runs.
 
     Returns:
         A :class:`SweepTable` with one row per run and the columns ``model``, ``batch_size``, ``seed``,
         ``lr``, ``steps``, ``seconds`` (training wall-clock time), ``diverged``, ``train_error``,
-        ``test_error`` and ``test_error_recalibrated`` (errors are fractions; NaN after divergence).
+        ``test_error`` and ``test_error_recalibrated`` (errors are fractions; NaN after divergence), and
+        ``epochs_to_target`` when ``target_accuracy`` is given. A sweep over learning rates at one
+        batch size is ``batch_size_sweep(..., batch_sizes=[b], base_lr=lr, base_batch_size=b)``
+        once per ``lr``, the rows concatenated.
 
     Example:
         >>> from sigprop.data import make_spirals
@@ -194,6 +200,8 @@ def batch_size_sweep(
         row = {"model": name, "batch_size": b, "seed": seed, "lr": lr, "steps": history.steps,
                "seconds": seconds, "diverged": history.diverged, "train_error": math.nan,
                "test_error": math.nan, "test_error_recalibrated": math.nan}
+        if target_accuracy is not None:
+            row["epochs_to_target"] = history.epochs_to(target_accuracy)
         if not history.diverged:
             row["train_error"] = 1 - history.train_accuracy[-1]
             row["test_error"] = 1 - history.test_accuracy[-1]
