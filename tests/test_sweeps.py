@@ -32,9 +32,9 @@ def test_batch_size_sweep_scales_the_learning_rate_and_keeps_the_epochs():
 
 
 def test_epochs_to_target_is_recorded_when_asked():
-    table = batch_size_sweep(MODELS, DATA, batch_sizes=[4], epochs=3, target_accuracy=0.0, progress=False)
+    table = batch_size_sweep(MODELS, DATA, batch_sizes=[5], epochs=3, target_accuracy=0.0, progress=False)
     assert table.column("epochs_to_target") == [1, 1]
-    table = batch_size_sweep(MODELS, DATA, batch_sizes=[4], epochs=1, target_accuracy=1.01, progress=False)
+    table = batch_size_sweep(MODELS, DATA, batch_sizes=[5], epochs=1, target_accuracy=1.01, progress=False)
     assert table.column("epochs_to_target") == [None, None]
 
 
