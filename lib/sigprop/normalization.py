@@ -116,11 +116,12 @@ class _ChannelNormalize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, weight, bias, groups, eps):
-        n, c, s = x.shape
+        n, c = x.shape[:2]  # x is (N, C, S), or (N, C) for batch norm of features
         if groups is None:
-            mean = x.mean((0, 2))  # (C,)
-            centred = x - mean[:, None]
-            var = (centred * centred).mean((0, 2))  # two passes: (C,)
+            axes = (0,) if x.dim() == 2 else (0, 2)
+            mean = x.mean(axes)  # (C,)
+            centred = x - _col(mean, x)
+            var = (centred * centred).mean(axes)  # two passes: (C,)
         else:
             grouped = x.reshape(n, groups, -1)  # (N, G, C//G * S)
             mean = grouped.mean(2)  # (N, G)
@@ -133,7 +134,7 @@ class _ChannelNormalize(torch.autograd.Function):
         b = -_per_channel(mean, c, groups) * a
         if bias is not None:
             b = b + bias
-        y = torch.addcmul(b[..., None], x, a[..., None])  # (N, C, S)
+        y = torch.addcmul(_col(b, x), x, _col(a, x))  # (N, C, S)
         ctx.save_for_backward(x, mean, rstd, w)
         ctx.groups, ctx.has_weight, ctx.has_bias = groups, weight is not None, bias is not None
         ctx.mark_non_differentiable(mean, var)
@@ -144,13 +145,14 @@ class _ChannelNormalize(torch.autograd.Function):
     def backward(ctx, dy, _mean_grad, _var_grad):
         x, mean, rstd, w = ctx.saved_tensors
         groups = ctx.groups
-        n, c, s = x.shape
-        sum_dy = dy.sum(2)  # (N, C)
-        sum_dyx = (dy * x).sum(2)  # (N, C)
+        n, c = x.shape[:2]
+        s = x.shape[2] if x.dim() == 3 else 1
         if groups is None:
-            sum_dy, sum_dyx = sum_dy.sum(0), sum_dyx.sum(0)  # (C,)
+            axes = (0,) if x.dim() == 2 else (0, 2)
+            sum_dy, sum_dyx = dy.sum(axes), (dy * x).sum(axes)  # (C,)
             count = n * s
         else:
+            sum_dy, sum_dyx = dy.sum(2), (dy * x).sum(2)  # (N, C)
             count = (c // groups) * s
         # sum over the normalized values of dL/dy * x_hat, per (sample or not, channel)
         dy_xhat = _per_channel(rstd, c, groups) * (sum_dyx - _per_channel(mean, c, groups) * sum_dy)
@@ -159,13 +161,18 @@ class _ChannelNormalize(torch.autograd.Function):
         p = -rstd * rstd * mean_gx
         q = rstd * rstd * mean_gx * mean - rstd * mean_g
         a = _per_channel(rstd, c, groups) * w
-        dx = torch.addcmul(_per_channel(q, c, groups)[..., None], x, _per_channel(p, c, groups)[..., None])
-        dx.addcmul_(dy, a[..., None])
+        dx = torch.addcmul(_col(_per_channel(q, c, groups), x), x, _col(_per_channel(p, c, groups), x))
+        dx.addcmul_(dy, _col(a, x))
         if groups is not None:  # per-sample statistics: the parameter gradients add up over the batch
             dy_xhat, sum_dy = dy_xhat.sum(0), sum_dy.sum(0)  # (C,)
         dweight = dy_xhat if ctx.has_weight else None
         dbias = sum_dy if ctx.has_bias else None
         return dx, dweight, dbias, None, None
+
+
+def _col(coefficient: Tensor, x: Tensor) -> Tensor:
+    """A (C,) or (N, C) coefficient shaped to broadcast against ``x``: (N, C) as is, (N, C, S) via (.., C, 1)."""
+    return coefficient if x.dim() == 2 else coefficient[..., None]
 
 
 def _per_channel(stat: Tensor, c: int, groups: int | None) -> Tensor:
@@ -238,8 +245,8 @@ class _RunningStats(nn.Module):
             weight = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
         else:  # torch.nn.InstanceNorm's behaviour: no count, and momentum=None leaves the buffers alone
             weight = 0.0 if self.momentum is None else self.momentum
-        self.running_mean.mul_(1 - weight).add_(mean.detach(), alpha=weight)
-        self.running_var.mul_(1 - weight).add_(var.detach() * (count / (count - 1)), alpha=weight)
+        self.running_mean.lerp_(mean.detach(), weight)  # (1 - weight) * running + weight * new
+        self.running_var.lerp_(var.detach() * (count / (count - 1)), weight)
 
 
 class _BatchNorm(_RunningStats):
@@ -274,7 +281,7 @@ class _BatchNorm(_RunningStats):
             raise ValueError(f"{type(self).__name__} needs more than 1 value per channel when training "
                              f"(its batch variance is 0), got input of shape {tuple(x.shape)}; use a batch "
                              "of at least 2, eval mode, or a per-sample norm (layer or group norm)")
-        flat = x.reshape(x.shape[0], x.shape[1], -1)  # (N, C, S): the spatial axes flattened
+        flat = x if x.dim() == 2 else x.reshape(x.shape[0], x.shape[1], -1)  # (N, C) or (N, C, S)
         y, mean, var = _ChannelNormalize.apply(flat, self.weight, self.bias, None, self.eps)  # biased var
         self._update_running_stats(mean, var, count)
         return y.reshape(x.shape)
