@@ -90,6 +90,8 @@ def description(doctree: nodes.document, limit: int = DESCRIPTION_LENGTH) -> str
 
 def add_description(app, pagename, templatename, context, doctree) -> None:
     """Add ``<meta name="description">`` to a page that has none (see the module docstring)."""
+    if pagename == getattr(app.config, "notfound_pagename", "404"):  # not a page to list in search results
+        context["metatags"] = context.get("metatags", "") + '\n    <meta name="robots" content="noindex" />'
     if doctree is None or 'name="description"' in context.get("metatags", ""):
         return
     text = description(doctree)
