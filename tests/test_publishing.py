@@ -117,6 +117,7 @@ def test_404_page_works_from_any_depth_with_absolute_links():
     soup = page("404.html")
     assert "Page not found" in soup.title.get_text()
     assert soup.find("meta", attrs={"name": "robots", "content": "noindex"}), "search engines should skip it"
+    assert CONFIG["title"] in soup.find("main").get_text(), "the 404 page names the book"
     prefix = urlparse(SITE).path
     local = [tag.get(attr) for tag, attr in [(t, "href") for t in soup.find_all(["a", "link"], href=True)]
              + [(t, "src") for t in soup.find_all(["script", "img"], src=True)]]

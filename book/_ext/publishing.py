@@ -58,7 +58,7 @@ def configure(app, config) -> None:
         "title": "Page not found",
         "body": (
             "<h1>Page not found</h1>\n"
-            f"<p>There is no page at this address in <em>{html.escape(config.project)}</em>. "
+            f"<p>There is no page at this address in <em>{html.escape(config.html_title or config.project)}</em>. "
             f'Start from <a href="{prefix}index.html">the first page</a>, or '
             f'<a href="{prefix}search.html">search the book</a>.</p>'
         ),
