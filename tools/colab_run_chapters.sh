@@ -28,10 +28,11 @@ python3 -m pip list
 mkdir -p _build/colab
 for chapter in chapters/*.ipynb; do
   echo "::group::${chapter}"
-  /usr/bin/time -f "${chapter}: %e s wall, %U s user" \
-    jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1800 \
-      --output-dir _build/colab "${chapter}"
+  start=${SECONDS}
+  python3 -m nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1800 \
+    --output-dir _build/colab "${chapter}"
   echo "::endgroup::"
+  echo "${chapter}: $((SECONDS - start)) s"
 done
 python3 -m pip freeze --all | sort > /tmp/after.txt
 
