@@ -83,6 +83,9 @@ def test_the_execution_cache_is_keyed_on_notebooks_library_and_extensions_with_n
     assert "restore-keys" not in cache["with"], "a restore-keys fallback could bring a stale cache"
     config = yaml.safe_load((ROOT / "_config.yml").read_text())
     assert config["execute"]["cache"] in paths
+    # `make book` may clear a restored cache whose library stamp is missing: the stamp must travel with it.
+    for stamp in re.findall(r"--stamp\s+(\S+)", (ROOT / "Makefile").read_text()):
+        assert stamp in paths, f"the cache must also hold {stamp}"
 
 
 def test_a_scheduled_job_runs_every_chapter_in_colabs_runtime_image():
