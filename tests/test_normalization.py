@@ -172,8 +172,10 @@ def test_one_value_per_channel_in_training_is_refused(layer, shape):
     (lambda: sn.BatchNorm1d("3"), "num_features must be an int", TypeError),
     (lambda: sn.BatchNorm1d(0), "at least 1", ValueError),
     (lambda: sn.BatchNorm2d(3, momentum=0.99 + 1), r"momentum must be in \[0, 1\]", ValueError),
-    (lambda: sn.BatchNorm2d(3, momentum="0.1"), "momentum must be a float or None", TypeError),
-    (lambda: sn.LayerNorm(4, eps=-1.0), "eps must be non-negative", ValueError),
+    (lambda: sn.BatchNorm2d(3, momentum="0.1"), "momentum must be a number or None", TypeError),
+    (lambda: sn.BatchNorm2d(3, momentum=-0.1), "momentum must be at least 0", ValueError),
+    (lambda: sn.LayerNorm(4, eps=-1.0), "eps must be at least 0", ValueError),
+    (lambda: sn.LayerNorm(4, eps="1e-5"), "eps must be a number", TypeError),
     (lambda: sn.LayerNorm(()), "at least one axis", ValueError),
     (lambda: sn.GroupNorm(2.0, 4), "num_groups must be an int", TypeError),
 ])

@@ -57,9 +57,10 @@ def test_table_where_and_bad_columns():
     ({"models": {}}, TypeError, "non-empty dict"),
     ({"models": {"a": 3}}, TypeError, "must be a callable"),
     ({"data": "digits"}, TypeError, "DataSplit"),
-    ({"batch_sizes": [0]}, ValueError, "positive ints"),
+    ({"batch_sizes": [0]}, ValueError, "each batch size must be at least 1"),
+    ({"batch_sizes": [2.0]}, TypeError, "each batch size must be an int"),
     ({"batch_sizes": []}, ValueError, "at least one"),
-    ({"base_lr": -1.0}, ValueError, "base_lr must be a positive number"),
+    ({"base_lr": -1.0}, ValueError, "base_lr must be positive"),
 ])
 def test_bad_arguments_are_rejected(kwargs, error, match):
     args = {"models": MODELS, "data": DATA, **kwargs}

@@ -21,15 +21,10 @@ from collections.abc import Iterable, Sequence
 import torch
 from torch import Tensor, nn
 
+from sigprop._validation import check_int, check_number
+
 __all__ = ["BatchNorm1d", "BatchNorm2d", "LayerNorm", "GroupNorm", "InstanceNorm2d", "SwitchNorm1d",
            "SwitchNorm2d", "NORM_LAYERS", "running_stat_layers", "recalibrate_bn_"]
-
-
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
 
 
 def _affine_parameters(module: nn.Module, num_features: int, affine: bool, bias: bool, factory: dict) -> None:
@@ -189,14 +184,12 @@ def _per_group(per_channel: Tensor, groups: int | None) -> Tensor:
 
 
 def _check_eps_momentum(eps, momentum) -> None:
-    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
-        raise TypeError(f"eps must be a float, got {type(eps).__name__}")
-    if not eps >= 0:
-        raise ValueError(f"eps must be non-negative, got {eps}")
+    check_number("eps", eps, minimum=0)
     if momentum is not None:
         if isinstance(momentum, bool) or not isinstance(momentum, (int, float)):
-            raise TypeError(f"momentum must be a float or None, got {type(momentum).__name__}")
-        if not 0 <= momentum <= 1:
+            raise TypeError(f"momentum must be a number or None, got {type(momentum).__name__}")
+        check_number("momentum", momentum, minimum=0)
+        if momentum > 1:
             raise ValueError(f"momentum must be in [0, 1] (the weight of the new batch) or None, got {momentum}")
 
 
@@ -255,7 +248,7 @@ class _BatchNorm(_RunningStats):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True):
         super().__init__()
-        _check_positive_int("num_features", num_features)
+        check_int("num_features", num_features, minimum=1)
         _check_eps_momentum(eps, momentum)
         factory = {"device": device, "dtype": dtype}
         self.num_features, self.eps, self.affine = num_features, eps, affine
@@ -397,7 +390,7 @@ class LayerNorm(nn.Module):
         super().__init__()
         shape = (normalized_shape,) if isinstance(normalized_shape, int) else tuple(normalized_shape)
         for n in shape:
-            _check_positive_int("each entry of normalized_shape", n)
+            check_int("each entry of normalized_shape", n, minimum=1)
         if not shape:
             raise ValueError("normalized_shape must name at least one axis, got an empty shape")
         _check_eps_momentum(eps, None)
@@ -449,8 +442,8 @@ class GroupNorm(nn.Module):
     def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
                  device=None, dtype=None, *, bias: bool = True):
         super().__init__()
-        _check_positive_int("num_groups", num_groups)
-        _check_positive_int("num_channels", num_channels)
+        check_int("num_groups", num_groups, minimum=1)
+        check_int("num_channels", num_channels, minimum=1)
         if num_channels % num_groups != 0:
             raise ValueError(f"num_channels ({num_channels}) must be divisible by num_groups ({num_groups})")
         _check_eps_momentum(eps, None)
@@ -509,7 +502,7 @@ class InstanceNorm2d(_RunningStats):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
                  track_running_stats: bool = False, device=None, dtype=None, *, bias: bool = True):
         super().__init__()
-        _check_positive_int("num_features", num_features)
+        check_int("num_features", num_features, minimum=1)
         _check_eps_momentum(eps, momentum)
         factory = {"device": device, "dtype": dtype}
         self.num_features, self.eps, self.affine = num_features, eps, affine
@@ -548,7 +541,7 @@ class _SwitchNorm(_RunningStats):
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None):
         super().__init__()
-        _check_positive_int("num_features", num_features)
+        check_int("num_features", num_features, minimum=1)
         _check_eps_momentum(eps, momentum)
         factory = {"device": device, "dtype": dtype}
         self.num_features, self.eps, self.affine = num_features, eps, affine
@@ -704,9 +697,9 @@ def recalibrate_bn_(model: nn.Module, data, batch_size: int = 256, num_batches: 
         >>> net[1].num_batches_tracked.item(), net.training
         (10, True)
     """
-    _check_positive_int("batch_size", batch_size)
+    check_int("batch_size", batch_size, minimum=1)
     if num_batches is not None:
-        _check_positive_int("num_batches", num_batches)
+        check_int("num_batches", num_batches, minimum=1)
     layers = running_stat_layers(model)
     if not layers:
         return model

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from sigprop._validation import check_int, check_number
 from sigprop.data import DataSplit
 from sigprop.normalization import recalibrate_bn_, running_stat_layers
 from sigprop.train import DivergenceWarning, evaluate, fit
@@ -177,11 +178,11 @@ def batch_size_sweep(
         raise TypeError(f"data must be a sigprop.data.DataSplit, got {type(data).__name__}")
     if len(batch_sizes) == 0 or len(seeds) == 0:
         raise ValueError("batch_sizes and seeds must each hold at least one value")
-    for b in (*batch_sizes, base_batch_size):
-        if isinstance(b, bool) or not isinstance(b, int) or b < 1:
-            raise ValueError(f"batch sizes must be positive ints, got {b!r}")
-    if isinstance(base_lr, bool) or not isinstance(base_lr, (int, float)) or not base_lr > 0:
-        raise ValueError(f"base_lr must be a positive number, got {base_lr!r}")
+    for b in batch_sizes:
+        check_int("each batch size", b, minimum=1)
+    check_int("base_batch_size", base_batch_size, minimum=1)
+    check_int("epochs", epochs, minimum=1)
+    check_number("base_lr", base_lr, positive=True)
     rows = []
     runs = [(name, b, s) for name in models for b in batch_sizes for s in seeds]
     for name, b, seed in tqdm(runs, desc="batch-size sweep", leave=False, **({} if progress else {"disable": True})):
