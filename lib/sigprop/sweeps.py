@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import statistics
 import time
-import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -22,7 +21,7 @@ from tqdm.auto import tqdm
 from sigprop._validation import check_int, check_number
 from sigprop.data import DataSplit
 from sigprop.normalization import recalibrate_bn_, running_stat_layers
-from sigprop.train import DivergenceWarning, evaluate, fit
+from sigprop.train import evaluate, fit
 
 __all__ = ["SweepTable", "batch_size_sweep"]
 
@@ -192,11 +191,10 @@ def batch_size_sweep(
         model = model.to(data.device)
         lr = base_lr * b / base_batch_size
         start = time.perf_counter()
-        with warnings.catch_warnings():  # a diverged run is a row with diverged=True, not a warning
-            warnings.simplefilter("ignore", DivergenceWarning)
-            history = fit(model, data, epochs=epochs, batch_size=b, lr=lr, optimizer=optimizer,
-                          momentum=momentum, weight_decay=weight_decay, progress=False,
-                          generator=torch.Generator().manual_seed(seed), label=f"{name}, batch {b}, seed {seed}")
+        # quiet: a diverged run is a row with diverged=True, not a warning
+        history = fit(model, data, epochs=epochs, batch_size=b, lr=lr, optimizer=optimizer, momentum=momentum,
+                      weight_decay=weight_decay, quiet=True, generator=torch.Generator().manual_seed(seed),
+                      label=f"{name}, batch {b}, seed {seed}")
         seconds = time.perf_counter() - start
         row = {"model": name, "batch_size": b, "seed": seed, "lr": lr, "steps": history.steps,
                "seconds": seconds, "diverged": history.diverged, "train_error": math.nan,
