@@ -3,7 +3,7 @@ of the expected total, a half-done copy gets exactly the points of the questions
 student version gives no solution and no hidden test away.
 
 Every grading runs the notebook in a fresh kernel of this environment (``otter.api.grade_submission``,
-no Docker, no network). Build and grade: about 10 s of CPU per assignment.
+no Docker, no network). Build and grade: about 15 to 25 s of CPU per assignment.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ import build  # noqa: E402  (assignments/build.py)
 
 # What each assignment is worth, and which questions the partly correct submission answers.
 EXPECTED = {
+    "ch00_getting_started": {"points": {"q1": 3, "q2": 3, "q3": 2, "q4": 3}, "partial": ("q1", "q2")},
     "ch01_gradients": {"points": {"q1": 3, "q2": 3, "q3": 5, "q4": 4, "q5": 2}, "partial": ("q1", "q2")},
     "ch02_initialization": {"points": {"q1": 2, "q2": 3, "q3": 3, "q4": 3, "q5": 3}, "partial": ("q1", "q2")},
 }
