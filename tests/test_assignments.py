@@ -28,6 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "assignments"))
 otter_api = pytest.importorskip("otter.api", reason="otter-grader is not installed (see requirements.txt)")
 import build  # noqa: E402  (assignments/build.py)
+import grade as grade_script  # noqa: E402  (assignments/grade.py)
 
 # What each assignment is worth, and which questions the partly correct submission answers.
 EXPECTED = {
@@ -88,10 +89,12 @@ def test_solution_scores_full_marks(built):
 
 def test_untouched_student_version_scores_zero_of_the_expected_points(built):
     # A run that crashes also scores 0, but of 0 points: the total possible is what shows it ran.
+    # Graded through assignments/grade.py, the instructors' batch grader, to check its row as well.
     name, dist = built
-    results = grade(dist / "student" / f"{name}.ipynb", dist)
-    assert results.possible == sum(EXPECTED[name]["points"].values()), results.summary()
-    assert results.total == 0, results.summary()
+    row = grade_script.grade_one(dist / "student" / f"{name}.ipynb", build.autograder_zip(dist))
+    points = EXPECTED[name]["points"]
+    assert row == {"file": f"{name}.ipynb", **{q: 0 for q in points}, "total": 0,
+                   "possible": sum(points.values()), "percent": 0.0}
 
 
 def test_partly_answered_submission_gets_the_points_of_its_answers(built, tmp_path):
