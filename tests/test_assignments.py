@@ -36,7 +36,10 @@ EXPECTED = {
     "ch01_gradients": {"points": {"q1": 3, "q2": 3, "q3": 5, "q4": 4, "q5": 2}, "partial": ("q1", "q2")},
     "ch02_initialization": {"points": {"q1": 2, "q2": 3, "q3": 3, "q4": 3, "q5": 3}, "partial": ("q1", "q2")},
 }
-REPO_URL = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"]
+sys.path.insert(0, str(ROOT / "tools"))
+import setup_cell  # noqa: E402  (tools/setup_cell.py: the chapters' Colab install, the one reference)
+
+LIBRARY = f"git+{setup_cell.repository_url()}@{setup_cell.library_ref()}"
 ANSWER_TAG = "otter_answer_cell"
 CHECK = re.compile(r'grader\.check\("(\w+)"\)')
 
@@ -162,13 +165,21 @@ def test_first_cell_installs_in_colab_only_and_unpacks_the_public_tests(built, t
     first = next(c for c in student.cells if c.cell_type == "code").source
     pin = re.search(r"^otter-grader==(\S+)$", (ROOT / "requirements.txt").read_text(), re.M).group(1)
     assert 'if "google.colab" in sys.modules:' in first
-    assert f'"sigprop @ git+{REPO_URL}"' in first, "install URL differs from _config.yml's repository"
+    assert f'    LIBRARY = "{LIBRARY}"\n    %pip install --quiet --no-deps {{LIBRARY}}' in first, (
+        "install the library as the chapters' set-up cell does (tools/setup_cell.py)")
     assert f'"otter-grader=={pin}"' in first, "the Colab install must match requirements.txt's otter pin"
     packed = re.search(r'^PUBLIC_TESTS = "([A-Za-z0-9+/=]+)"', first, re.M).group(1)
     zipfile.ZipFile(io.BytesIO(base64.b64decode(packed))).extractall(tmp_path)
     unpacked = {p.name: p.read_text() for p in (tmp_path / "tests").glob("*.py")}
     released = {p.name: p.read_text() for p in (dist / "student" / "tests").glob("*.py")}
     assert unpacked == released and len(released) == len(EXPECTED[name]["points"])
+
+
+def test_gradescope_installs_the_library_the_chapters_use():
+    lines = (ROOT / "assignments" / "gradescope_requirements.txt").read_text().splitlines()
+    assert f"sigprop @ {LIBRARY}" in lines
+    torch_pin = next(ln for ln in (ROOT / "requirements.txt").read_text().splitlines() if ln.startswith("torch=="))
+    assert torch_pin in lines
 
 
 def test_masters_use_the_shared_configuration():
