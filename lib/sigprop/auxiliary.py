@@ -144,7 +144,8 @@ class MainAuxNet(nn.Module):
         head_depth: hidden layers between the join and the main output.
         width: units per hidden layer.
         activation: a name from :data:`sigprop.models.ACTIVATIONS`.
-        generator: random source for the initialization (PyTorch's default distribution).
+        init: ``"default"`` (PyTorch's distribution) or a scheme of :func:`sigprop.init.initialize`.
+        generator: random source for the initialization.
         device: where to create the model.
 
     Shape:
@@ -157,7 +158,7 @@ class MainAuxNet(nn.Module):
     """
 
     def __init__(self, main_features: int, aux_features: int, out_features: int, encoder_depth: int = 3,
-                 head_depth: int = 2, width: int = 64, activation: str = "relu",
+                 head_depth: int = 2, width: int = 64, activation: str = "relu", init: str = "default",
                  generator: torch.Generator | None = None, device=None) -> None:
         super().__init__()
         for name, value in (("main_features", main_features), ("aux_features", aux_features),
@@ -178,6 +179,10 @@ class MainAuxNet(nn.Module):
             n = width
         head.append(_linear(n, out_features, generator))
         self.head = nn.Sequential(*head)
+        if init != "default":
+            from sigprop.init import initialize  # the initialization chapter's schemes
+
+            initialize(self, init, nonlinearity=activation, generator=generator)
         if device is not None:
             self.to(device)
 
