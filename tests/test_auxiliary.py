@@ -59,12 +59,12 @@ def test_main_aux_net_aux_output_ignores_the_aux_input(device):
 def test_uncertainty_weighting_with_fixed_losses_drives_log_variance_to_log_loss(device):
     losses = torch.tensor([0.05, 1.0, 20.0], device=device)
     weighting = UncertaintyWeighting(3).to(device)
-    opt = torch.optim.Adam(weighting.parameters(), lr=0.05)
-    for _ in range(1500):
+    opt = torch.optim.SGD(weighting.parameters(), lr=1.0)  # the curvature at the optimum is 1/2
+    for _ in range(200):
         opt.zero_grad()
         weighting(losses).backward()
         opt.step()
-    torch.testing.assert_close(weighting.log_var.detach(), losses.log(), rtol=0, atol=1e-3)
+    torch.testing.assert_close(weighting.log_var.detach(), losses.log(), rtol=0, atol=1e-4)
     torch.testing.assert_close(weighting.weights, 0.5 / losses, rtol=1e-3, atol=0)
 
 
@@ -82,11 +82,12 @@ def test_fixed_weighting_decays_only_the_auxiliary_weights():
     assert weighting.step_count == 6
 
 
-def _two_scale_task(device, steps=150, alpha=1.5):
+def _two_scale_task(device, steps=150, alpha=1.5, seed=0):
     """Two regression targets 100x apart on one shared layer: the large one has the large gradient."""
-    g = gen(0)
+    g = gen(seed)
     x = torch.randn(256, 4, generator=g).to(device)
     y = torch.stack([torch.sin(x[:, 0]), 100 * torch.cos(x[:, 1])], dim=1)  # (N, 2)
+    torch.manual_seed(seed)  # nn.Linear's default init draws from the global stream
     shared, heads = nn.Linear(4, 16).to(device), nn.Linear(16, 2).to(device)
     gradnorm = GradNorm(2, alpha=alpha, lr=0.05)
     opt = torch.optim.SGD([*shared.parameters(), *heads.parameters()], lr=1e-5)
@@ -108,7 +109,7 @@ def test_gradnorm_weights_stay_positive_sum_to_tasks_and_move_to_the_small_scale
     assert (trace > 0).all()
     torch.testing.assert_close(trace.sum(dim=1), torch.full((len(trace),), 2.0), rtol=0, atol=1e-5)
     assert trace[-1, 0] > 1.5 > 0.5 > trace[-1, 1], trace[-1]  # task 0 has the 100x smaller scale
-    assert trace[-1, 0] > trace[len(trace) // 2, 0] > trace[0, 0]  # and it moved there steadily
+    assert trace[len(trace) // 2:, 0].min() > 1.5  # and it stays there
 
 
 def test_gradnorm_needs_the_shared_layer_and_two_tasks():
