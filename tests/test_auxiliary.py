@@ -143,10 +143,12 @@ def test_hedge_prediction_is_the_alpha_weighted_vote():
 
 
 def test_hedge_rejects_bad_parameters():
-    with pytest.raises(ValueError, match=r"beta must be a finite number in \(0.0, 1.0\)"):
+    with pytest.raises(ValueError, match=r"beta must be in \(0.0, 1.0\), got 1.0"):
         HedgeMLP(3, 2, beta=1.0)
-    with pytest.raises(ValueError, match=r"smoothing must be a finite number in \[0.0, 1.0\]"):
+    with pytest.raises(ValueError, match=r"smoothing must be in \[0.0, 1.0\], got 1.5"):
         HedgeMLP(3, 2, smoothing=1.5)
+    with pytest.raises(TypeError, match="lr must be a number, got str"):
+        HedgeMLP(3, 2, lr="fast")
     with pytest.raises(TypeError, match="learn_one"):
         run_online(nn.Linear(3, 2), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long))
 

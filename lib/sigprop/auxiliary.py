@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from sigprop._validation import check_choice, check_int, check_number
 from sigprop.models import make_activation, mlp
 
 __all__ = ["MultiHeadMLP", "MainAuxNet", "FixedWeighting", "UncertaintyWeighting", "GradNorm",
@@ -33,23 +34,19 @@ __all__ = ["MultiHeadMLP", "MainAuxNet", "FixedWeighting", "UncertaintyWeighting
 
 
 def _check_int(name: str, value, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < minimum:
-        raise ValueError(f"{name} must be at least {minimum}, got {value}")
-    return value
+    return check_int(name, value, minimum=minimum)
 
 
 def _check_number(name: str, value, low: float = -math.inf, high: float = math.inf,
                   low_open: bool = False, high_open: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    """A finite real number (the library's convention) inside an interval, open or closed at each end."""
+    value = check_number(name, value)
     below = value <= low if low_open else value < low
     above = value >= high if high_open else value > high
-    if not math.isfinite(value) or below or above:
+    if below or above:
         interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be a finite number in {interval}, got {value}")
-    return float(value)
+        raise ValueError(f"{name} must be in {interval}, got {value}")
+    return value
 
 
 def _linear(n_in: int, n_out: int, generator: torch.Generator | None) -> nn.Linear:
@@ -480,12 +477,11 @@ def fit_multitask(
     _check_int("batch_size", batch_size)
     _check_number("lr", lr, low=0.0, low_open=True)
     params = list(model.parameters()) + list(weighting.parameters())
+    check_choice("optimizer", optimizer, ("sgd", "adam"))
     if optimizer == "sgd":
         opt = torch.optim.SGD(params, lr=lr, momentum=momentum)
-    elif optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr)
     else:
-        raise ValueError(f"unknown optimizer {optimizer!r}; expected 'sgd' or 'adam'")
+        opt = torch.optim.Adam(params, lr=lr)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     history = MultiTaskHistory(label=label)
     bar = tqdm(total=epochs * math.ceil(n / batch_size), desc=label or "training", leave=False,
