@@ -42,10 +42,13 @@ serve: book
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters/
 
+# Freeze .venv into requirements.txt; then derive binder/requirements.txt and the chapters' set-up cell.
 lock:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^torch==' > .requirements.tmp
 	{ sed -n '1,3p' requirements.txt; cat .requirements.tmp; echo "-e ."; } > requirements.txt.new
 	rm .requirements.tmp; mv requirements.txt.new requirements.txt
+	$(BIN)/python binder/make_requirements.py
+	$(BIN)/python tools/setup_cell.py
 
 clean:
 	rm -rf _build
