@@ -36,16 +36,25 @@ test: lint book
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m perf tests/ -s -p no:cacheprovider
 
+# Every assignment's student notebook, autograder zip and solution, in _build/assignments/<name>/dist
+# (assignments/README.md). Fails unless each solution scores full marks.
+.PHONY: assignments
+assignments: $(STAMP)
+	$(BIN)/python assignments/build.py
+
 serve: book
 	$(BIN)/python -m http.server --directory _build/html 8000
 
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters/
 
+# Freeze .venv into requirements.txt; then derive binder/requirements.txt and the chapters' set-up cell.
 lock:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^torch==' > .requirements.tmp
 	{ sed -n '1,3p' requirements.txt; cat .requirements.tmp; echo "-e ."; } > requirements.txt.new
 	rm .requirements.tmp; mv requirements.txt.new requirements.txt
+	$(BIN)/python binder/make_requirements.py
+	$(BIN)/python tools/setup_cell.py
 
 clean:
 	rm -rf _build

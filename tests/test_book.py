@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,9 @@ CONFIG = yaml.safe_load((ROOT / "_config.yml").read_text())
 TOC = yaml.safe_load((ROOT / "_toc.yml").read_text())
 CHAPTERS = sorted((ROOT / "chapters").glob("*.ipynb"))
 REPO_URL = CONFIG["repository"]["url"]
+
+sys.path.insert(0, str(ROOT / "tools"))
+import setup_cell  # noqa: E402  (tools/ is not a package)
 
 
 def _toc_files(node) -> list[str]:
@@ -62,11 +66,20 @@ def test_notebooks_are_stored_without_outputs(path):
             assert cell.get("execution_count") is None, f"{path.name} has execution counts"
 
 
+def test_the_canonical_set_up_cell_installs_this_version_from_the_configured_repository_on_colab_only():
+    cell = setup_cell.canonical_cell()
+    version = re.search(r'^version = "(.+)"', (ROOT / "pyproject.toml").read_text(), re.M)[1]
+    assert f'LIBRARY = "git+{REPO_URL}@v{version}"' in cell
+    assert 'if "google.colab" in sys.modules:' in cell and "--no-deps" in cell
+    assert "seed_everything(" in cell and "get_device(" in cell
+    assert max(len(line) for line in cell.splitlines()) <= 88
+
+
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
-def test_first_code_cell_installs_from_the_configured_repository_seeds_and_picks_the_device(path):
+def test_first_code_cell_is_the_canonical_set_up_cell(path):
     first = next(_source(c) for c in _cells(path) if c["cell_type"] == "code")
-    assert f"sigprop @ git+{REPO_URL}" in first, "install URL differs from _config.yml's repository"
-    assert "seed_everything(" in first and "get_device(" in first
+    assert first == setup_cell.canonical_cell(), (
+        f"{path.name}: the set-up cell differs from tools/setup_cell.py's; run 'python tools/setup_cell.py'")
 
 
 @pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.name)
