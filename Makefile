@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test lint serve lab clean lock
+.PHONY: book test bench lint serve lab clean lock
 
 # Reinstall only when the pins or the package metadata change.
 $(STAMP): requirements.txt pyproject.toml
@@ -16,17 +16,25 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 # Executes every chapter (cached in _build/.jupyter_cache) and builds the HTML; any warning fails the build.
+# The cache keys on each notebook's cells only: library_stamp.py clears it when lib/sigprop, book/_ext or
+# the pins changed since the last build, so that a library change re-executes the chapters.
 book: $(STAMP)
+	$(BIN)/python book/_ext/library_stamp.py --cache _build/.jupyter_cache --stamp _build/.library-stamp
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "The book is in _build/html: open $(CURDIR)/_build/html/index.html (or run 'make serve')."
 
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests chapters
 
-# Lint, the library and book tests, every notebook under nbval, then the built site in a browser.
+# Lint, the library and book tests, every notebook under nbval (with the claim checks on, as in the
+# build), then the built site in a browser. Timings are not tests: they run in `make bench`.
 test: lint book
-	$(BIN)/python -m pytest tests
-	$(BIN)/python -m pytest --nbval-lax chapters/ -p no:cacheprovider
+	$(BIN)/python -m pytest tests -m "not perf"
+	SIGPROP_CHECK_CLAIMS=1 $(BIN)/python -m pytest --nbval-lax chapters/ -p no:cacheprovider
+
+# Timings and ratios (live redraw latency per chapter figure, ...), printed; on a shared machine they vary.
+bench: $(STAMP)
+	$(BIN)/python -m pytest -m perf tests/ -s -p no:cacheprovider
 
 serve: book
 	$(BIN)/python -m http.server --directory _build/html 8000
@@ -34,10 +42,13 @@ serve: book
 lab: $(STAMP)
 	$(BIN)/jupyter lab chapters/
 
+# Freeze .venv into requirements.txt; then derive binder/requirements.txt and the chapters' set-up cell.
 lock:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v '^torch==' > .requirements.tmp
 	{ sed -n '1,3p' requirements.txt; cat .requirements.tmp; echo "-e ."; } > requirements.txt.new
 	rm .requirements.tmp; mv requirements.txt.new requirements.txt
+	$(BIN)/python binder/make_requirements.py
+	$(BIN)/python tools/setup_cell.py
 
 clean:
 	rm -rf _build

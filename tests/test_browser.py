@@ -1,14 +1,16 @@
-"""The built book in a real headless Chromium: explorable figures respond, pages log no errors.
+"""The built book in a real headless Chromium: explorable figures respond, pages log no errors and
+fetch nothing from outside.
 
 Needs the built HTML (``make book``, or set ``SIGPROP_BUILD_DIR`` to another build's ``html`` folder)
 and Chromium (``apt-get install chromium``; another binary via ``SIGPROP_CHROMIUM``) driven by the
 ``playwright`` Python package (no browser download needed). Outside CI a missing piece skips these
 tests with a message; with ``CI=true`` it fails them. Run only these: ``pytest -m browser``.
 
-The site is served over http from a thread on a free localhost port. Requests that leave localhost
-(the theme's MathJax comes from a CDN) are answered with an empty body so that a machine without
-internet access still loads the pages cleanly; the explorable figures themselves need no network,
-which tests/test_widgets.py checks.
+The site is served over http from a thread on a free localhost port. A page of the book must work
+offline: MathJax is served from the book itself (``book/_ext/offline_mathjax.py``), the explorable
+figures are self-contained and the widget manager is not loaded from a CDN (``nb_ipywidgets_js: {}``).
+Every request that would leave localhost is recorded, answered with an empty body (so the rest of the
+page still loads on a machine without internet access) and fails the page's test.
 """
 
 import functools
@@ -117,12 +119,13 @@ def open_page(browser, site):
 
 
 @pytest.mark.parametrize("path", PAGES)
-def test_page_logs_no_javascript_errors(open_page, path):
+def test_page_logs_no_javascript_errors_and_fetches_nothing_from_outside(open_page, path):
     page = open_page(path)
     # Scrolling through runs lazy handlers (the theme's scroll spy, images coming into view).
     page.page.mouse.wheel(0, 20000)
     page.page.wait_for_timeout(200)
     assert page.errors == [], f"{path}: {page.errors}"
+    assert page.external == [], f"{path} fetched from outside localhost: {page.external}"
 
 
 def expected_src(root) -> str:
@@ -171,3 +174,4 @@ def test_explorable_figures_respond_to_every_control(open_page, path):
             assert image.get_attribute("src") == expected_src(root)
             assert image.get_attribute("src") != before, f"{ids[i]}: dropdown {s} did not change the image"
     assert page.errors == [], f"{path}: {page.errors}"
+    assert page.external == [], f"{path} fetched from outside localhost: {page.external}"

@@ -10,6 +10,7 @@ from sigprop.runtime import (
     SCALES,
     available_devices,
     by_scale,
+    claim_checks_enabled,
     describe_device,
     experiment_scale,
     get_device,
@@ -55,17 +56,6 @@ def test_get_device_rejects_an_unknown_name_from_the_environment(monkeypatch):
     monkeypatch.setenv("SIGPROP_DEVICE", "tpu7")
     with pytest.raises(ValueError, match=r"expected a device such as 'cpu', 'cuda' or 'mps', got 'tpu7'"):
         get_device()
-
-
-def test_get_device_rejects_an_unknown_name():
-    with pytest.raises(ValueError, match="expected a device such as"):
-        get_device("gpu")
-
-
-@pytest.mark.parametrize("prefer", [0, 1.5, ["cpu"]])
-def test_get_device_rejects_a_non_string(prefer):
-    with pytest.raises(TypeError, match="prefer must be a str or torch.device, got"):
-        get_device(prefer)
 
 
 @pytest.mark.skipif(CUDA, reason="CUDA is available here, so asking for it is not an error")
@@ -155,17 +145,6 @@ def test_seed_everything_accepts_numpy_ints_and_large_seeds(seed):
     assert g.initial_seed() == int(seed)
 
 
-@pytest.mark.parametrize("seed", [1.0, "0", None, True])
-def test_seed_everything_rejects_non_integers(seed):
-    with pytest.raises(TypeError, match="seed must be an int, got"):
-        seed_everything(seed)
-
-
-def test_seed_everything_rejects_negative_seeds():
-    with pytest.raises(ValueError, match="seed must be non-negative, got -1"):
-        seed_everything(-1)
-
-
 # --- experiment_scale and by_scale --------------------------------------------------------------------
 
 
@@ -189,12 +168,16 @@ def test_by_scale_returns_large_when_scale_is_large(monkeypatch):
     assert by_scale(small=(1, 2), large=(3, 4)) == (3, 4)
 
 
-@pytest.mark.parametrize("value", ["huge", "medium", "1"])
-def test_experiment_scale_rejects_unknown_values(monkeypatch, value):
-    monkeypatch.setenv("SIGPROP_SCALE", value)
-    with pytest.raises(ValueError, match=r"SIGPROP_SCALE must be one of \('small', 'large'\)"):
-        experiment_scale()
-    with pytest.raises(ValueError, match="SIGPROP_SCALE must be one of"):
-        by_scale(1, 2)
-    with pytest.raises(ValueError, match="SIGPROP_SCALE must be one of"):
-        describe_device("cpu")
+
+
+@pytest.mark.parametrize(("check", "scale", "enabled"), [
+    ("1", "small", True), ("1", None, True), ("1", "large", False), ("0", "small", False), (None, "small", False),
+    ("", None, False),
+])
+def test_claim_checks_run_only_where_the_books_numbers_are_produced(monkeypatch, check, scale, enabled):
+    for name, value in (("SIGPROP_CHECK_CLAIMS", check), ("SIGPROP_SCALE", scale)):
+        if value is None:
+            monkeypatch.delenv(name, raising=False)
+        else:
+            monkeypatch.setenv(name, value)
+    assert claim_checks_enabled() is enabled

@@ -224,6 +224,15 @@ def test_fit_divergence_in_a_later_epoch_keeps_earlier_epochs(spirals):
     assert h.steps == 9 and h.epochs == 1 and len(h.test_accuracy) == 1
 
 
+def test_fit_quiet_warns_not_and_shows_no_bar_but_still_records_and_stops(spirals, monkeypatch, capsys):
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DivergenceWarning)
+        h = fit(small_net(), spirals, epochs=3, batch_size=16, loss_fn=InfAtStep(3), quiet=True)
+    assert h.diverged and h.steps == 2 and "diverged: loss became inf at step 2" in h.message
+    assert capsys.readouterr().err == ""  # no progress bar either
+
+
 def test_fit_without_divergence_issues_no_warning(spirals):
     with warnings.catch_warnings():
         warnings.simplefilter("error", DivergenceWarning)
@@ -241,11 +250,6 @@ def test_history_epochs_to():
     assert h.epochs_to(0.9, split="train") == 2
     assert h.epochs_to(0.0) == 1
     assert History().epochs_to(0.1) is None
-
-
-def test_history_epochs_to_rejects_unknown_split():
-    with pytest.raises(ValueError, match="split must be 'test' or 'train', got 'val'"):
-        History().epochs_to(0.5, split="val")
 
 
 def test_history_repr():
@@ -295,48 +299,7 @@ def test_make_optimizer_by_name():
     assert isinstance(adam, torch.optim.Adam) and adam.param_groups[0]["lr"] == 1e-3
 
 
-@pytest.mark.parametrize("lr", [0, -0.1, "0.1", None])
-def test_make_optimizer_rejects_bad_lr(lr):
-    with pytest.raises(ValueError, match="lr must be a positive number, got"):
-        make_optimizer(nn.Linear(2, 2), "sgd", lr)
-
-
-@pytest.mark.parametrize("name", ["rmsprop", "SGD", 3])
-def test_make_optimizer_rejects_unknown_name(name):
-    with pytest.raises(ValueError, match=r"unknown optimizer .*; expected 'sgd' or 'adam'"):
-        make_optimizer(nn.Linear(2, 2), name, 0.1)
-
-
 # --- fit: bad input -----------------------------------------------------------------------------------
-
-
-def test_fit_rejects_a_non_module(spirals):
-    with pytest.raises(TypeError, match="model must be an nn.Module, got function"):
-        fit(lambda x: x, spirals)
-
-
-def test_fit_rejects_data_that_is_not_a_datasplit():
-    with pytest.raises(TypeError, match=r"data must be a sigprop.data.DataSplit, got tuple"):
-        fit(small_net(), (torch.zeros(4, 2), torch.zeros(4)))
-
-
-@pytest.mark.parametrize("arg", ["epochs", "batch_size"])
-@pytest.mark.parametrize("value", [0, -1, 2.0, True])
-def test_fit_rejects_non_positive_int_epochs_and_batch_size(spirals, arg, value):
-    with pytest.raises(ValueError, match=f"{arg} must be a positive int, got {value!r}"):
-        fit(small_net(), spirals, progress=False, **{arg: value})
-
-
-def test_fit_rejects_a_non_callable_before_step(spirals):
-    with pytest.raises(TypeError, match="before_step must be callable, got int"):
-        fit(small_net(), spirals, before_step=3, progress=False)
-
-
-def test_fit_rejects_bad_lr_and_optimizer(spirals):
-    with pytest.raises(ValueError, match="lr must be a positive number, got 0"):
-        fit(small_net(), spirals, lr=0, progress=False)
-    with pytest.raises(ValueError, match="unknown optimizer 'lbfgs'"):
-        fit(small_net(), spirals, optimizer="lbfgs", progress=False)
 
 
 def test_mean_update_ratio_skips_unchanged_steps_and_is_minus_inf_for_a_frozen_layer():

@@ -4,7 +4,9 @@ Sphinx loads MathJax 3 from a CDN by default; a reader offline, behind a firewal
 tests would then see raw TeX. The MathJax 3 files come from the pinned PyPI package
 ``django-static-mathjax`` (only its static files are used; Django is not needed). At build start the
 parts the book needs (``tex-chtml.js``, its fonts and the TeX extensions it may load on demand) are
-copied into a folder that is added to ``html_static_path``, and ``mathjax_path`` points at the copy.
+copied into a folder that is added to ``html_static_path``, and ``mathjax_path`` points at the copy,
+unless the book's configuration sets ``mathjax_path`` itself: a user's choice stands (and then nothing
+is copied).
 """
 
 import importlib.util
@@ -24,6 +26,18 @@ def _mathjax_es5() -> Path:
     return es5
 
 
+LOCAL_PATH = "mathjax/tex-chtml.js"  # relative paths are resolved against _static/
+
+
+def _use_local_mathjax(app, config) -> None:
+    """Point ``mathjax_path`` at the local copy, unless the configuration chose a path itself."""
+    # Jupyter Book passes _config.yml's sphinx.config as overrides; a conf.py lands in the raw config.
+    if "mathjax_path" in config.overrides or "mathjax_path" in getattr(config, "_raw_config", {}):
+        return
+    config.mathjax_path = LOCAL_PATH
+    app.connect("builder-inited", _copy_mathjax)
+
+
 def _copy_mathjax(app) -> None:
     es5 = _mathjax_es5()
     static = Path(app.outdir).parent / "mathjax_static"
@@ -39,7 +53,6 @@ def _copy_mathjax(app) -> None:
 
 
 def setup(app):
-    # A relative mathjax_path is resolved against _static/.
-    app.config.mathjax_path = "mathjax/tex-chtml.js"
-    app.connect("builder-inited", _copy_mathjax)
+    # After the configuration is read, so that a mathjax_path the user set can be seen (and kept).
+    app.connect("config-inited", _use_local_mathjax)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

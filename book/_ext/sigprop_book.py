@@ -2,10 +2,12 @@
 
 Two jobs:
 
-1. Importing this module during a build sets ``SIGPROP_WIDGETS=static`` in the build's environment,
-   so the kernels that myst-nb launches to execute the chapters inherit it and
-   :func:`sigprop.widgets.explore` emits self-contained HTML (precomputed images, plain JavaScript)
-   instead of live ipywidgets, which would be dead in a page without a kernel. It is assigned, not
+1. :func:`setup` (run when Sphinx loads the extension, before any notebook executes) sets two
+   variables in the build's environment, which the kernels myst-nb launches inherit:
+   ``SIGPROP_WIDGETS=static``, so that :func:`sigprop.widgets.explore` emits self-contained HTML
+   (precomputed images, plain JavaScript) instead of live ipywidgets, which would be dead in a page
+   without a kernel; and ``SIGPROP_CHECK_CLAIMS=1``, so that the chapters' hidden checks of the numbers
+   their text quotes run (:func:`sigprop.runtime.claim_checks_enabled`). Both are assigned, not
    defaulted: a ``SIGPROP_WIDGETS=live`` left in the shell must not leak dead widgets into the book.
 
 2. Every page of a Jupyter Book 1 site carried sphinx-thebe's settings script twice, and the browser
@@ -16,18 +18,17 @@ Two jobs:
    ``None != ''`` its duplicate check lets the copy through (sphinx-togglebutton's inline script is
    doubled the same way, harmlessly, since it uses ``var``). :func:`drop_duplicate_scripts` removes
    the second copy of any script that differs from an earlier one only in ``None`` versus ``''``.
-
-3. pydata-sphinx-theme (under sphinx-book-theme) writes ``localStorage.getItem("mode") || ""`` into
-   each page, so a first visit, with nothing stored, logs ``Got invalid theme mode: . Resetting to
-   auto.`` as a console error. :func:`default_theme_mode` sets the template variable ``default_mode``
-   to ``auto`` (what the theme falls back to anyway) unless ``html_context`` already sets it.
+   This is the Sphinx bug reported and fixed upstream in https://github.com/sphinx-doc/sphinx/pull/13402
+   ("Sphinx.add_js_file(): replace None filename with '' before passing to HTML builder", merged
+   2025-03-02, citing exactly this THEBE_JS_URL redeclaration); the Sphinx pinned here predates it.
+   Delete :func:`drop_duplicate_scripts` once the book builds with a Sphinx that contains that fix.
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ["SIGPROP_WIDGETS"] = "static"
+BUILD_ENVIRONMENT = {"SIGPROP_WIDGETS": "static", "SIGPROP_CHECK_CLAIMS": "1"}
 
 
 def _script_key(script) -> tuple:
@@ -54,13 +55,8 @@ def drop_duplicate_scripts(app, pagename, templatename, context, doctree) -> Non
     scripts[:] = kept
 
 
-def default_theme_mode(app, config) -> None:
-    """Give the theme a valid mode for readers who never picked one (see the module docstring)."""
-    config.html_context = {"default_mode": "auto", **config.html_context}
-
-
 def setup(app):
-    app.connect("config-inited", default_theme_mode)
+    os.environ.update(BUILD_ENVIRONMENT)
     # A late priority, so that scripts which other extensions add for this page are deduplicated too.
     app.connect("html-page-context", drop_duplicate_scripts, priority=900)
     return {"parallel_read_safe": True, "parallel_write_safe": True}

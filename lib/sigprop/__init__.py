@@ -4,6 +4,8 @@ One module per topic, each taught in a chapter:
 
 - ``runtime``: device choice, seeding, the experiment-size knob (every chapter's first cell).
 - ``data``: the bundled digits and small synthetic sets; nothing is downloaded.
+- ``activations``: the one table of nonlinearities (module, function, derivative, gain) and the
+  mean-field per-layer factor.
 - ``models``: the MLP and small CNN the chapters probe, with named layers.
 - ``train``: the shared training loop and its ``History``; divergence stops a run cleanly.
 - ``diagnostics``: per-layer probes of activations, gradients and update:data ratios (chapters 0-1).

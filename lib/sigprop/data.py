@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from sigprop._validation import check_generator, check_int, check_number
+
 __all__ = ["DataSplit", "load_digits_split", "make_spirals", "make_multiscale_regression"]
 
 
@@ -55,14 +57,35 @@ class DataSplit:
             self.name,
         )
 
+    def subset(self, n_train: int, generator: torch.Generator | None = None) -> DataSplit:
+        """A smaller training set of ``n_train`` samples drawn without replacement; the same test set.
+
+        The samples are the first ``n_train`` of ``torch.randperm(N_train, generator=generator)``
+        (drawn on the CPU, so a seeded generator picks the same samples on every device).
+
+        Args:
+            n_train: how many training samples to keep, 1..N_train.
+            generator: random source of the choice; ``None`` means a generator seeded with 0.
+
+        Example:
+            >>> small = load_digits_split().subset(100, generator=torch.Generator().manual_seed(1))
+            >>> len(small.x_train), len(small.x_test)
+            (100, 449)
+        """
+        n_train = check_int("n_train", n_train, minimum=1, maximum=len(self.x_train))
+        check_generator(generator)
+        generator = generator if generator is not None else torch.Generator().manual_seed(0)
+        idx = torch.randperm(len(self.x_train), generator=generator)[:n_train].to(self.device)
+        return DataSplit(self.x_train[idx], self.y_train[idx], self.x_test, self.y_test, self.num_classes,
+                         f"{self.name}, {n_train} training samples")
+
     def __repr__(self) -> str:
         return (f"DataSplit({self.name!r}: train {tuple(self.x_train.shape)}, test {tuple(self.x_test.shape)}, "
                 f"classes={self.num_classes}, device={self.device})")
 
 
 def _check_fraction(test_fraction: float) -> None:
-    if not isinstance(test_fraction, (int, float)) or isinstance(test_fraction, bool):
-        raise TypeError(f"test_fraction must be a float, got {type(test_fraction).__name__}")
+    check_number("test_fraction", test_fraction)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be in (0, 1), got {test_fraction}")
 
@@ -118,6 +141,7 @@ def load_digits_split(
     _check_fraction(test_fraction)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
         raise TypeError(f"dtype must be a floating torch.dtype, got {dtype!r}")
+    check_int("seed", seed, minimum=0)
     digits = load_digits()
     x = torch.as_tensor(digits.data, dtype=torch.float64)  # (N, 64), values 0..16
     y = torch.as_tensor(digits.target, dtype=torch.int64)  # (N,)
@@ -166,13 +190,12 @@ def make_spirals(
         >>> make_spirals(50, 3, generator=torch.Generator().manual_seed(0)).x_train.shape
         torch.Size([112, 2])
     """
-    if not isinstance(n_per_class, int) or n_per_class < 2:
-        raise ValueError(f"n_per_class must be an int >= 2, got {n_per_class!r}")
-    if not isinstance(num_classes, int) or num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    if noise < 0:
-        raise ValueError(f"noise must be non-negative, got {noise}")
+    check_int("n_per_class", n_per_class, minimum=2)
+    check_int("num_classes", num_classes, minimum=2)
+    check_number("noise", noise, minimum=0.0)
+    check_number("turns", turns)
     _check_fraction(test_fraction)
+    check_generator(generator)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     r = torch.linspace(0.05, 1.0, n_per_class, dtype=torch.float64).repeat(num_classes)  # (K*n,)
     label = torch.arange(num_classes).repeat_interleave(n_per_class)  # (K*n,)
@@ -218,13 +241,15 @@ def make_multiscale_regression(
         >>> make_multiscale_regression(100, generator=torch.Generator().manual_seed(0)).y_train.shape
         torch.Size([75, 3])
     """
-    if not isinstance(n_samples, int) or n_samples < 4:
-        raise ValueError(f"n_samples must be an int >= 4, got {n_samples!r}")
-    if not isinstance(in_features, int) or in_features < 1:
-        raise ValueError(f"in_features must be a positive int, got {in_features!r}")
-    if len(scales) == 0 or any(s <= 0 for s in scales):
-        raise ValueError(f"scales must be a non-empty sequence of positive numbers, got {scales!r}")
+    check_int("n_samples", n_samples, minimum=4)
+    check_int("in_features", in_features, minimum=1)
+    if len(scales) == 0:
+        raise ValueError("scales must be a non-empty sequence of positive numbers, got an empty one")
+    for scale in scales:
+        check_number("each entry of scales", scale, positive=True)
+    check_number("noise", noise, minimum=0.0)
     _check_fraction(test_fraction)
+    check_generator(generator)
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     x = torch.randn(n_samples, in_features, generator=generator, dtype=torch.float64)
     targets = []

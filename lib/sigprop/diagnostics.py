@@ -5,6 +5,8 @@
 - :func:`layer_stats` runs one such pass and summarizes it per layer in a :class:`LayerStats`:
   activation mean and std, the fraction of saturated (tanh, sigmoid) or dead (ReLU) units,
   gradient norm and std, and the weight grad:data ratio.
+- :func:`per_layer_factor` reduces a depth profile (one of those statistics against depth) to the
+  factor by which it changes per layer.
 - :class:`UpdateRatio` measures, across optimizer steps, ``log10(std(W_after - W_before) / std(W))``
   per layer; about -3 (an update of a thousandth of the weights' scale) is the customary healthy
   value (Karpathy, "A Recipe for Training Neural Networks", 2019).
@@ -22,10 +24,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["weight_layers", "LayerProbe", "LayerStats", "layer_stats", "UpdateRatio", "SATURATION_THRESHOLD"]
+from sigprop._validation import check_generator, check_int, check_tensor
+from sigprop.activations import ACTIVATIONS
+from sigprop.models import WEIGHT_TYPES
 
-WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
-ACTIVATION_TYPES = (nn.Sigmoid, nn.Tanh, nn.ReLU, nn.LeakyReLU, nn.GELU, nn.ELU, nn.SELU, nn.Softplus, nn.Identity)
+__all__ = ["weight_layers", "LayerProbe", "LayerStats", "layer_stats", "UpdateRatio", "SATURATION_THRESHOLD",
+           "per_layer_factor"]
+
+ACTIVATION_TYPES = tuple(a.module_type for a in ACTIVATIONS.values())
 # A tanh unit with |h| > 0.97 has derivative 1 - h^2 < 0.06: it passes almost no gradient.
 SATURATION_THRESHOLD = 0.97
 
@@ -136,7 +142,11 @@ class LayerStats:
 
     Attributes:
         names: weight layers in depth order.
-        activation_mean, activation_std: of the activation after each layer (of z for the output layer).
+        activation_mean, activation_std: of the activation after each layer (of z for the output layer),
+            over every unit and sample of the batch.
+        activation_input_std: the across-input part of that spread: each unit's std over the batch,
+            averaged over units. It falls to 0 when every input gives the same activations (the
+            signal about the input is lost) even if ``activation_std`` stays large.
         saturated: fraction of tanh/sigmoid outputs with |h| > 0.97 (NaN for other activations).
         dead: fraction of ReLU units that are zero for every sample of the batch (NaN otherwise).
         grad_norm, grad_std: of dL/dz over the batch.
@@ -148,6 +158,7 @@ class LayerStats:
     names: list[str]
     activation_mean: np.ndarray
     activation_std: np.ndarray
+    activation_input_std: np.ndarray
     saturated: np.ndarray
     dead: np.ndarray
     grad_norm: np.ndarray
@@ -166,11 +177,12 @@ class LayerStats:
 
     def table(self) -> str:
         """The statistics as an aligned text table, one row per layer."""
-        cols = ["activation_mean", "activation_std", "saturated", "dead", "grad_norm", "grad_data_ratio"]
-        head = f"{'layer':<10}" + "".join(f"{c:>17}" for c in cols)
+        cols = ["activation_mean", "activation_std", "activation_input_std", "saturated", "dead", "grad_norm",
+                "grad_data_ratio"]
+        head = f"{'layer':<10}" + "".join(f"{c:>21}" for c in cols)
         rows = [head]
         for i, name in enumerate(self.names):
-            rows.append(f"{name:<10}" + "".join(f"{getattr(self, c)[i]:>17.3g}" for c in cols))
+            rows.append(f"{name:<10}" + "".join(f"{getattr(self, c)[i]:>21.3g}" for c in cols))
         return "\n".join(rows)
 
     def __str__(self) -> str:
@@ -206,12 +218,12 @@ def layer_stats(
         >>> stats.names
         ['linear1', 'linear2', 'linear3', 'out']
     """
-    if not isinstance(x, Tensor) or not isinstance(y, Tensor):
-        raise TypeError(f"x and y must be tensors, got {type(x).__name__} and {type(y).__name__}")
+    check_tensor("x", x)
+    check_tensor("y", y)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
         raise ValueError(f"x and y must hold the same non-zero number of samples, got {x.shape[0]} and {y.shape[0]}")
-    if not isinstance(sample_size, int) or sample_size < 1:
-        raise ValueError(f"sample_size must be a positive int, got {sample_size!r}")
+    check_int("sample_size", sample_size, minimum=1)
+    check_generator(generator)
     loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
     generator = generator if generator is not None else torch.Generator().manual_seed(0)
     model.zero_grad(set_to_none=True)
@@ -220,7 +232,7 @@ def layer_stats(
         loss.backward()
     names = [name for name, _ in probe.layers]
     stats: dict[str, list[float]] = {k: [] for k in (
-        "activation_mean", "activation_std", "saturated", "dead", "grad_norm", "grad_std",
+        "activation_mean", "activation_std", "activation_input_std", "saturated", "dead", "grad_norm", "grad_std",
         "weight_grad_norm", "weight_norm", "grad_data_ratio")}
     activations, gradients = {}, {}
     for name, layer in probe.layers:
@@ -230,6 +242,8 @@ def layer_stats(
         w, gw = layer.weight.detach(), layer.weight.grad
         stats["activation_mean"].append(h.mean().item())
         stats["activation_std"].append(h.std(unbiased=False).item())
+        per_unit = h.reshape(h.shape[0], -1).std(dim=0, unbiased=False)  # (units,): spread over the batch
+        stats["activation_input_std"].append(per_unit.mean().item())
         stats["saturated"].append(_saturated_fraction(act, h) if act is not None else math.nan)
         stats["dead"].append(_dead_fraction(act, h) if act is not None else math.nan)
         stats["grad_norm"].append(g.norm().item())
@@ -243,6 +257,40 @@ def layer_stats(
     model.zero_grad(set_to_none=True)
     return LayerStats(names=names, loss=loss.item(), activations=activations, gradients=gradients,
                       **{k: np.asarray(v) for k, v in stats.items()})
+
+
+def per_layer_factor(profile) -> float:
+    """The factor by which a depth profile changes per layer: the geometric mean of successive ratios.
+
+    For a profile p_1, ..., p_L (an activation std or a gradient norm per layer, say), the geometric
+    mean of the L - 1 ratios p_{l+1} / p_l telescopes to
+
+        (p_L / p_1) ^ (1 / (L - 1)),
+
+    so only the two ends enter. A profile that grows or shrinks by a constant factor per layer returns
+    that factor; a factor of 0.7 over 20 layers is 0.7^19 ~ 1e-3 end to end. Compare it with the
+    mean-field prediction :func:`sigprop.activations.mean_field_chi1` (whose square root predicts the
+    factor of a norm). Chapters measure a profile with :func:`layer_stats` and reduce it here.
+
+    Args:
+        profile: at least two values, the first positive and finite, the others non-negative (a last
+            value of exactly 0, as after a float32 underflow, gives 0).
+
+    Shape:
+        profile (L,), in layer order.
+
+    Example:
+        >>> per_layer_factor([1.0, 0.5, 0.25, 0.125])
+        0.5
+    """
+    p = np.asarray(profile.detach().cpu() if isinstance(profile, Tensor) else profile, dtype=float)
+    if p.ndim != 1 or p.size < 2:
+        raise ValueError(f"profile must be a 1-D sequence of at least 2 values (one per layer), got shape {p.shape}")
+    if not (np.isfinite(p[0]) and p[0] > 0):
+        raise ValueError(f"profile must start with a positive finite value, got {p[0]}")
+    if not (np.isfinite(p[-1]) and p[-1] >= 0):
+        raise ValueError(f"profile must end with a non-negative finite value, got {p[-1]}")
+    return float((p[-1] / p[0]) ** (1.0 / (p.size - 1)))
 
 
 class UpdateRatio:

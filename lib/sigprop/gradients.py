@@ -17,8 +17,10 @@ import math
 from collections.abc import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+
+from sigprop._validation import check_choice, check_generator, check_int, check_number, check_tensor
+from sigprop.activations import ACTIVATIONS, get_activation
 
 __all__ = [
     "ACTIVATIONS",
@@ -33,15 +35,6 @@ __all__ = [
     "rnn_gradient_through_time",
 ]
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "gelu", "selu", "elu", "softplus", "identity")
-
-# SELU's constants (Klambauer et al., 2017), as torch uses them.
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
-_LEAKY_SLOPE = 0.01  # torch.nn.LeakyReLU's default negative slope
-_ELU_ALPHA = 1.0
-
-
 # --------------------------------------------------------------------------------------------- clipping
 def _as_parameter_list(parameters, name: str) -> list[Tensor]:
     if isinstance(parameters, Tensor):
@@ -55,15 +48,6 @@ def _as_parameter_list(parameters, name: str) -> list[Tensor]:
     return parameters
 
 
-def _check_number(value, name: str, allow_inf: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if math.isnan(value) or (math.isinf(value) and not allow_inf):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return value
-
-
 def _p_norm(t: Tensor, p: float) -> Tensor:
     # ||t||_p = (sum_i |t_i|^p)^(1/p); ||t||_inf = max_i |t_i|. Unscaled, like torch: in float32 a
     # gradient entry above ~1e19 overflows the sum of squares to inf (error_if_nonfinite catches it).
@@ -74,8 +58,8 @@ def _p_norm(t: Tensor, p: float) -> Tensor:
 
 
 @torch.no_grad()
-def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False,
-                    foreach: bool | None = None) -> Tensor:
+def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_if_nonfinite: bool = False
+                    ) -> Tensor:
     """Rescale all gradients together so that their joint p-norm is at most ``max_norm``.
 
     Pascanu, Mikolov & Bengio, "On the difficulty of training recurrent neural networks", 2013.
@@ -93,8 +77,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
         norm_type: p of the p-norm, a positive number or ``float("inf")`` (the largest |entry|).
         error_if_nonfinite: raise ``RuntimeError`` when the total norm is nan or inf instead of
             scaling the gradients by it (which zeroes or poisons them).
-        foreach: accepted for compatibility with ``torch.nn.utils.clip_grad_norm_``; this plain
-            implementation loops over the tensors whatever its value.
+
+    (``torch.nn.utils.clip_grad_norm_``'s ``foreach`` is a speed option; this plain version loops.)
 
     Returns:
         The total norm n before clipping, a 0-dim tensor on the first gradient's device.
@@ -110,14 +94,8 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
         tensor([0.6000, 0.8000, 0.0000])
     """
     parameters = _as_parameter_list(parameters, "parameters")
-    max_norm = _check_number(max_norm, "max_norm", allow_inf=True)
-    if max_norm < 0:
-        raise ValueError(f"max_norm must be non-negative, got {max_norm}")
-    norm_type = _check_number(norm_type, "norm_type", allow_inf=True)
-    if norm_type <= 0:
-        raise ValueError(f"norm_type must be positive or inf, got {norm_type}")
-    if foreach is not None and not isinstance(foreach, bool):
-        raise TypeError(f"foreach must be a bool or None, got {type(foreach).__name__}")
+    max_norm = check_number("max_norm", max_norm, minimum=0.0, allow_inf=True)
+    norm_type = check_number("norm_type", norm_type, positive=True, allow_inf=True)
 
     grads = [p.grad for p in parameters if p.grad is not None]
     if not grads:
@@ -136,7 +114,7 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
 
 
 @torch.no_grad()
-def clip_grad_value_(parameters, clip_value: float, foreach: bool | None = None) -> None:
+def clip_grad_value_(parameters, clip_value: float) -> None:
     """Clamp every gradient entry into [-clip_value, clip_value], in place.
 
     Mikolov, "Statistical language models based on neural networks", 2012 (as discussed by
@@ -149,7 +127,6 @@ def clip_grad_value_(parameters, clip_value: float, foreach: bool | None = None)
     Args:
         parameters: a Tensor or an iterable of Tensors whose ``.grad`` is clamped in place.
         clip_value: c >= 0, the largest allowed |entry|.
-        foreach: accepted for compatibility with ``torch.nn.utils.clip_grad_value_``; ignored.
 
     Shape:
         every gradient keeps its shape.
@@ -160,33 +137,21 @@ def clip_grad_value_(parameters, clip_value: float, foreach: bool | None = None)
         tensor([-1.0000,  0.5000])
     """
     parameters = _as_parameter_list(parameters, "parameters")
-    clip_value = _check_number(clip_value, "clip_value", allow_inf=True)
-    if clip_value < 0:
-        raise ValueError(f"clip_value must be non-negative, got {clip_value}")
-    if foreach is not None and not isinstance(foreach, bool):
-        raise TypeError(f"foreach must be a bool or None, got {type(foreach).__name__}")
+    clip_value = check_number("clip_value", clip_value, minimum=0.0, allow_inf=True)
     for p in parameters:
         if p.grad is not None:
             p.grad.clamp_(min=-clip_value, max=clip_value)
 
 
 # ------------------------------------------------------------------------------------------ activations
-def _check_activation(name) -> str:
-    if not isinstance(name, str):
-        raise TypeError(f"activation name must be a str, got {type(name).__name__}")
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; expected one of {ACTIVATIONS}")
-    return name
-
-
 def activation(name: str) -> Callable[[Tensor], Tensor]:
-    """The activation function phi called ``name`` (one of :data:`ACTIVATIONS`), as torch computes it.
+    """The activation function phi called ``name``, as torch computes it (from :data:`ACTIVATIONS`).
 
-    The names match :data:`sigprop.models.ACTIVATIONS`; leaky ReLU uses torch's default slope 0.01 and
-    GELU the exact, erf-based form.
+    Leaky ReLU uses :data:`sigprop.activations.LEAKY_RELU_SLOPE` (torch's default) and GELU the exact,
+    erf-based form.
 
     Args:
-        name: one of :data:`ACTIVATIONS`.
+        name: a name from :data:`sigprop.activations.ACTIVATIONS`.
 
     Shape:
         the returned function maps a tensor of any shape to one of the same shape.
@@ -195,25 +160,7 @@ def activation(name: str) -> Callable[[Tensor], Tensor]:
         >>> activation("relu")(torch.tensor([-1.0, 2.0]))
         tensor([0., 2.])
     """
-    name = _check_activation(name)
-    return {
-        "sigmoid": torch.sigmoid,
-        "tanh": torch.tanh,
-        "relu": torch.relu,
-        "leaky_relu": lambda x: F.leaky_relu(x, _LEAKY_SLOPE),
-        "gelu": F.gelu,  # the exact, erf-based GELU
-        "selu": F.selu,
-        "elu": lambda x: F.elu(x, _ELU_ALPHA),
-        "softplus": F.softplus,  # log(1 + e^x), linear above x = 20 as in torch
-        "identity": lambda x: x,
-    }[name]
-
-
-def _gelu_derivative(x: Tensor) -> Tensor:
-    # gelu(x) = x Phi(x)  =>  gelu'(x) = Phi(x) + x phi(x), Phi the normal CDF and phi its density.
-    cdf = 0.5 * (1.0 + torch.erf(x / math.sqrt(2.0)))
-    pdf = torch.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-    return cdf + x * pdf
+    return get_activation(name).functional
 
 
 def activation_derivative(name: str) -> Callable[[Tensor], Tensor]:
@@ -222,16 +169,16 @@ def activation_derivative(name: str) -> Callable[[Tensor], Tensor]:
     The slopes that enter every backward product:
 
         sigmoid'(x) = s(x)(1 - s(x)) <= 1/4 (at x = 0)      tanh'(x) = 1 - tanh(x)^2 <= 1
-        relu'(x) = 1[x > 0]                                 leaky_relu'(x) = 1 or 0.01
+        relu'(x) = 1[x > 0]                                 leaky_relu'(x) = 1 or the slope a
         gelu'(x) = Phi(x) + x phi(x)                        elu'(x) = 1 or e^x (x <= 0)
         selu'(x) = lambda * (1 or alpha e^x)                softplus'(x) = sigmoid(x)
-        identity'(x) = 1
+        silu'(x) = s(x) (1 + x (1 - s(x)))                  identity'(x) = 1
 
-    At a kink (x = 0) the value is the one torch's autograd uses: relu'(0) = 0, leaky_relu'(0) = 0.01,
+    At a kink (x = 0) the value is the one torch's autograd uses: relu'(0) = 0, leaky_relu'(0) = a,
     elu'(0) = 1, selu'(0) = lambda alpha.
 
     Args:
-        name: one of :data:`ACTIVATIONS`.
+        name: a name from :data:`sigprop.activations.ACTIVATIONS`.
 
     Shape:
         the returned function maps a tensor of any shape to one of the same shape.
@@ -240,37 +187,7 @@ def activation_derivative(name: str) -> Callable[[Tensor], Tensor]:
         >>> activation_derivative("sigmoid")(torch.tensor(0.0))
         tensor(0.2500)
     """
-    name = _check_activation(name)
-
-    def sigmoid(x):
-        s = torch.sigmoid(x)
-        return s * (1 - s)
-
-    def tanh(x):
-        return 1 - torch.tanh(x) ** 2
-
-    def relu(x):
-        return (x > 0).to(x.dtype)
-
-    def leaky_relu(x):
-        return torch.where(x > 0, torch.ones_like(x), torch.full_like(x, _LEAKY_SLOPE))
-
-    def elu(x):
-        return torch.where(x > 0, torch.ones_like(x), _ELU_ALPHA * torch.exp(x))
-
-    def selu(x):
-        return _SELU_SCALE * torch.where(x > 0, torch.ones_like(x), _SELU_ALPHA * torch.exp(x))
-
-    def softplus(x):
-        # torch returns x itself above the threshold 20, so its slope there is exactly 1.
-        return torch.where(x > 20, torch.ones_like(x), torch.sigmoid(x))
-
-    def identity(x):
-        return torch.ones_like(x)
-
-    return {"sigmoid": sigmoid, "tanh": tanh, "relu": relu, "leaky_relu": leaky_relu,
-            "gelu": _gelu_derivative, "selu": selu, "elu": elu, "softplus": softplus,
-            "identity": identity}[name]
+    return get_activation(name).derivative
 
 
 # ------------------------------------------------------------------------------------------- Jacobians
@@ -310,8 +227,7 @@ def layer_jacobians(model: nn.Sequential, x: Tensor) -> list[Tensor]:
     """
     if not isinstance(model, nn.Sequential):
         raise TypeError(f"model must be an nn.Sequential, got {type(model).__name__}")
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a Tensor, got {type(x).__name__}")
+    check_tensor("x", x)
     if x.dim() < 2 or x.shape[0] != 1:
         raise ValueError(f"expected one input with a batch dimension of 1, shape (1, *), "
                          f"got {tuple(x.shape)}")
@@ -394,8 +310,7 @@ def singular_values(jacobian: Tensor) -> Tensor:
         >>> singular_values(torch.diag(torch.tensor([1.0, 3.0])))
         tensor([3., 1.])
     """
-    if not isinstance(jacobian, Tensor):
-        raise TypeError(f"jacobian must be a Tensor, got {type(jacobian).__name__}")
+    check_tensor("jacobian", jacobian)
     if jacobian.dim() != 2:
         raise ValueError(f"expected a 2-D Jacobian (d_out, d_in), got shape {tuple(jacobian.shape)}")
     return torch.linalg.svdvals(jacobian)
@@ -417,7 +332,7 @@ def rnn_jacobians(weight_hh: Tensor, inputs: Tensor, nonlinearity: str = "tanh",
     Args:
         weight_hh: W, the recurrent weight matrix.
         inputs: the per-step drive x_1, ..., x_T.
-        nonlinearity: one of :data:`ACTIVATIONS`.
+        nonlinearity: a name from :data:`sigprop.activations.ACTIVATIONS`.
         h0: the initial state (zeros when None).
 
     Returns:
@@ -432,16 +347,15 @@ def rnn_jacobians(weight_hh: Tensor, inputs: Tensor, nonlinearity: str = "tanh",
         tensor([0.1250, 0.2500, 0.5000])
     """
     phi, dphi = activation(nonlinearity), activation_derivative(nonlinearity)
-    if not isinstance(weight_hh, Tensor) or not isinstance(inputs, Tensor):
-        raise TypeError(f"weight_hh and inputs must be Tensors, got {type(weight_hh).__name__} "
-                        f"and {type(inputs).__name__}")
+    check_tensor("weight_hh", weight_hh)
+    check_tensor("inputs", inputs)
     if weight_hh.dim() != 2 or weight_hh.shape[0] != weight_hh.shape[1]:
         raise ValueError(f"expected a square weight_hh of shape (H, H), got {tuple(weight_hh.shape)}")
     hidden = weight_hh.shape[0]
     if inputs.dim() != 2 or inputs.shape[1] != hidden or inputs.shape[0] == 0:
         raise ValueError(f"expected inputs of shape (T, {hidden}) with T >= 1, got {tuple(inputs.shape)}")
-    if h0 is not None and not isinstance(h0, Tensor):
-        raise TypeError(f"h0 must be a Tensor or None, got {type(h0).__name__}")
+    if h0 is not None:
+        check_tensor("h0", h0)
     h = inputs.new_zeros(hidden) if h0 is None else h0
     if h.shape != (hidden,):
         raise ValueError(f"expected h0 of shape ({hidden},), got {tuple(h.shape)}")
@@ -469,7 +383,7 @@ def rnn_gradient_through_time(hidden_size: int, steps: int, weight_scale: float 
         hidden_size: H.
         steps: T, the number of time steps unrolled.
         weight_scale: s.
-        nonlinearity: one of :data:`ACTIVATIONS`; ``"identity"`` gives the linear RNN.
+        nonlinearity: a name from :data:`sigprop.activations.ACTIVATIONS`; ``"identity"`` gives the linear RNN.
         weight: ``"orthogonal"`` or ``"gaussian"``.
         input_std: the standard deviation of the per-step input drive.
         ord: ``2`` (spectral) or ``"fro"``.
@@ -486,21 +400,13 @@ def rnn_gradient_through_time(hidden_size: int, steps: int, weight_scale: float 
         >>> rnn_gradient_through_time(8, 3, weight_scale=0.5, nonlinearity="identity", generator=g)
         tensor([0.1250, 0.2500, 0.5000], dtype=torch.float64)
     """
-    for value, name in ((hidden_size, "hidden_size"), (steps, "steps")):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < 1:
-            raise ValueError(f"{name} must be at least 1, got {value}")
-    weight_scale = _check_number(weight_scale, "weight_scale")
-    input_std = _check_number(input_std, "input_std")
-    if weight_scale < 0 or input_std < 0:
-        raise ValueError(f"weight_scale and input_std must be non-negative, "
-                         f"got {weight_scale} and {input_std}")
-    if weight not in ("orthogonal", "gaussian"):
-        raise ValueError(f"weight must be 'orthogonal' or 'gaussian', got {weight!r}")
-    _check_activation(nonlinearity)
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    check_int("hidden_size", hidden_size, minimum=1)
+    check_int("steps", steps, minimum=1)
+    weight_scale = check_number("weight_scale", weight_scale, minimum=0.0)
+    input_std = check_number("input_std", input_std, minimum=0.0)
+    check_choice("weight", weight, ("orthogonal", "gaussian"))
+    get_activation(nonlinearity)
+    check_generator(generator)
     g = torch.randn(hidden_size, hidden_size, generator=generator, dtype=dtype)
     if weight == "orthogonal":
         q, r = torch.linalg.qr(g)

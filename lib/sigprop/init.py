@@ -20,7 +20,9 @@ in which fan they divide by and which activation-dependent ``gain`` they multipl
     =================  =========================================  ====================================
 
 A uniform U(-b, b) has variance b^2 / 3, so each ``*_uniform_`` uses ``b = sqrt(3) * std`` to match its
-``*_normal_`` twin in variance. See tests/test_init.py for every formula checked on large samples.
+``*_normal_`` twin in variance. tests/test_init.py checks every sampler against its ``torch.nn.init``
+namesake bit for bit, and on large samples what torch has no twin for. The gains come from the one
+activation table, :mod:`sigprop.activations` (``calculate_gain`` is re-exported here).
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from sigprop.diagnostics import WEIGHT_TYPES
+from sigprop._validation import check_choice, check_generator, check_int, check_number, check_tensor
+from sigprop.activations import ACTIVATIONS, TORCH_LINEAR_NAMES, calculate_gain
+from sigprop.models import WEIGHT_TYPES
 
 __all__ = [
     "calculate_gain",
@@ -45,62 +49,16 @@ __all__ = [
     "orthogonal_",
     "lsuv_",
     "initialize",
+    "reset_parameters_",
     "init_std",
     "SCHEMES",
     "NONLINEARITIES",
 ]
 
-_LINEAR_NAMES = ("linear", "identity", "conv1d", "conv2d", "conv3d",
-                 "conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
-# GELU, ELU, SiLU and softplus are not in torch's table. They pass large positive inputs almost unchanged
-# and squash negative ones towards a small value, like ReLU, so we give them ReLU's sqrt(2). (The gain
-# that keeps E[f(g z)^2] = 1 for z ~ N(0, 1) differs a little per activation; chapter 2's exercise
-# computes it.)
-_RELU_LIKE = ("gelu", "elu", "silu", "softplus")
-NONLINEARITIES = _LINEAR_NAMES + ("sigmoid", "tanh", "relu", "leaky_relu", "selu") + _RELU_LIKE
+# Every name calculate_gain accepts: torch's linear names, then the activation table's.
+NONLINEARITIES = TORCH_LINEAR_NAMES + tuple(ACTIVATIONS)
 SCHEMES = ("default", "zeros", "normal", "lecun_normal", "xavier_uniform", "xavier_normal",
            "kaiming_uniform", "kaiming_normal", "orthogonal")
-
-
-def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
-    """The factor that undoes a nonlinearity's shrinking of the signal's second moment.
-
-    He et al., "Delving Deep into Rectifiers", 2015 (ReLU); torch's table for the rest.
-
-        linear, conv*, identity, sigmoid: 1     tanh: 5/3     relu: sqrt(2)
-        leaky_relu(a): sqrt(2 / (1 + a^2))       selu: 3/4 (torch's empirical value)
-        gelu, elu, silu, softplus: sqrt(2), as ReLU (not in torch; see the module's note)
-
-    ReLU zeroes half of a symmetric input, so E[relu(z)^2] = Var[z] / 2 and the gain sqrt(2) restores it.
-    Identical to ``torch.nn.init.calculate_gain`` on every name torch knows.
-
-    Args:
-        nonlinearity: the ``torch.nn.functional`` name of the activation.
-        param: the negative slope for ``"leaky_relu"`` (default 0.01); ignored otherwise.
-
-    Example:
-        >>> round(calculate_gain("leaky_relu", 0.2), 4)
-        1.3868
-    """
-    if not isinstance(nonlinearity, str):
-        raise TypeError(f"nonlinearity must be a str such as 'relu', got {type(nonlinearity).__name__}")
-    if nonlinearity in _LINEAR_NAMES or nonlinearity == "sigmoid":
-        return 1
-    if nonlinearity == "tanh":
-        return 5.0 / 3
-    if nonlinearity in ("relu",) + _RELU_LIKE:
-        return math.sqrt(2.0)
-    if nonlinearity == "leaky_relu":
-        if param is None:
-            negative_slope = 0.01
-        elif isinstance(param, (int, float)) and not isinstance(param, bool):  # bool is an int: reject it
-            negative_slope = param
-        else:
-            raise ValueError(f"negative_slope for leaky_relu must be a number, got {param!r}")
-        return math.sqrt(2.0 / (1 + negative_slope**2))
-    if nonlinearity == "selu":
-        return 3.0 / 4
-    raise ValueError(f"unsupported nonlinearity {nonlinearity!r}; expected one of {NONLINEARITIES}")
 
 
 def fan_in_and_fan_out(tensor: Tensor) -> tuple[int, int]:
@@ -147,7 +105,7 @@ def init_std(tensor: Tensor, scheme: str, *, nonlinearity: str = "relu", param: 
         >>> round(init_std(torch.empty(100, 50), "kaiming_normal"), 4)
         0.2
     """
-    _check_scheme(scheme)
+    check_choice("init scheme", scheme, SCHEMES)
     fan_in, fan_out = fan_in_and_fan_out(tensor)
     if scheme == "zeros":
         return 0.0
@@ -282,7 +240,7 @@ def orthogonal_(tensor: Tensor, gain: float = 1, generator: torch.Generator | No
         True
     """
     _check_weight(tensor)
-    _check_generator(generator)
+    check_generator(generator)
     rows, cols = tensor.shape[0], tensor.numel() // tensor.shape[0]
     device = tensor.device if generator is None else generator.device
     # QR needs float32 at least; the sample's dtype follows the tensor where it can.
@@ -301,30 +259,81 @@ def orthogonal_(tensor: Tensor, gain: float = 1, generator: torch.Generator | No
     return tensor
 
 
+def reset_parameters_(model: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+    """PyTorch's default initialization of every ``nn.Linear`` and ``nn.Conv*d``, drawn from ``generator``.
+
+    What their ``reset_parameters`` does, in the same order (module by module, weight then bias):
+
+        W ~ kaiming_uniform_(a = sqrt(5)), i.e. U(-b, b) with b = 1 / sqrt(fan_in), Var[w] = 1 / (3 fan_in)
+        b ~ U(-1 / sqrt(fan_in), 1 / sqrt(fan_in))
+
+    So ``torch.manual_seed(s)`` before building a model and this function with
+    ``torch.Generator().manual_seed(s)`` afterwards give the same parameters bit for bit (tested), and
+    a seeded generator gives the same parameters whatever the global random stream did. Layers whose
+    default init is not random (normalization layers: weight 1, bias 0) are left as they are.
+
+    Args:
+        model: the module whose layers to reset, in place.
+        generator: a ``torch.Generator`` to draw from; ``None`` uses the global stream.
+
+    Returns:
+        ``model``.
+
+    Example:
+        >>> a = reset_parameters_(nn.Linear(3, 2), torch.Generator().manual_seed(0))
+        >>> torch.manual_seed(0); b = nn.Linear(3, 2)  # doctest: +ELLIPSIS
+        <torch._C.Generator object at ...>
+        >>> torch.equal(a.weight, b.weight) and torch.equal(a.bias, b.bias)
+        True
+    """
+    _check_module(model)
+    check_generator(generator)
+    for layer in model.modules():
+        if isinstance(layer, (nn.Linear, nn.modules.conv._ConvNd)):
+            kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+            if layer.bias is not None:
+                fan_in, _ = fan_in_and_fan_out(layer.weight)
+                bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+                _draw_(layer.bias, generator, lambda t, b=bound: t.uniform_(-b, b, generator=generator),
+                       check=False)
+    return model
+
+
 def initialize(model: nn.Module, scheme: str, *, nonlinearity: str = "relu", param: float | None = None,
                std: float | None = None, gain: float = 1.0, mode: str = "fan_in",
-               generator: torch.Generator | None = None) -> nn.Module:
+               generator: torch.Generator | None = None, linear_output: bool = True) -> nn.Module:
     """Apply one scheme to every ``nn.Linear``/``nn.Conv{1,2,3}d`` weight in ``model`` and zero the biases.
 
-    Schemes: ``"default"`` (keep PyTorch's own init, biases included), ``"zeros"``, ``"normal"`` (the
-    naive N(0, std^2); needs ``std``), ``"lecun_normal"``, ``"xavier_uniform"``, ``"xavier_normal"``,
-    ``"kaiming_uniform"``, ``"kaiming_normal"``, ``"orthogonal"``.
+    Schemes: ``"default"`` (PyTorch's own init, biases included: drawn again from ``generator`` by
+    :func:`reset_parameters_` when one is given, else left as PyTorch drew it), ``"zeros"``,
+    ``"normal"`` (the naive N(0, std^2); needs ``std``), ``"lecun_normal"``, ``"xavier_uniform"``,
+    ``"xavier_normal"``, ``"kaiming_uniform"``, ``"kaiming_normal"``, ``"orthogonal"``.
 
     The activation's gain (:func:`calculate_gain` of ``nonlinearity``) enters where the papers put it:
     Kaiming and orthogonal multiply by it; LeCun, Xavier and normal are the plain formulas (Glorot's
     derivation assumes an activation that is linear around 0), which is what lets chapter 2 show Xavier
-    shrinking a deep ReLU net. ``gain`` then multiplies the weights' std for every scheme, a knob for
-    exploring too-small and too-large inits.
+    shrinking a deep ReLU net. ``gain`` then multiplies the weights' std for every scheme and every
+    layer, a knob for exploring too-small and too-large inits.
+
+    The output layer: the last weight layer (in registration order) produces the logits, which go to
+    the loss without passing through the nonlinearity, so with ``linear_output=True`` (the default) it
+    gets the linear gain 1 instead of the activation's: He et al.'s argument compensates for the
+    nonlinearity that follows a layer, and none follows this one. (A loop of
+    ``torch.nn.init.kaiming_normal_`` over every layer, ``linear_output=False``, gives the logits the
+    ReLU gain sqrt(2): initial logits sqrt(2) times larger, nothing else changes.) A model with a
+    single weight layer is initialized as a hidden layer.
 
     Args:
         model: the module whose layers to initialize, in place.
         scheme: one of :data:`SCHEMES`.
-        nonlinearity: the activation that follows each layer (see :data:`NONLINEARITIES`).
-        param: its parameter (the leaky ReLU's negative slope, default 0.01).
+        nonlinearity: the activation that follows each hidden layer (see :data:`NONLINEARITIES`).
+        param: its parameter (the leaky ReLU's negative slope; default
+            :data:`sigprop.activations.LEAKY_RELU_SLOPE`).
         std: the standard deviation for ``"normal"``.
         gain: a multiplier on every weight's standard deviation.
         mode: ``"fan_in"`` or ``"fan_out"`` for the Kaiming schemes.
         generator: a ``torch.Generator`` to draw from; ``None`` uses the global stream.
+        linear_output: give the last of several weight layers gain 1 (Kaiming and orthogonal schemes).
 
     Returns:
         ``model``, so calls can be chained.
@@ -334,20 +343,20 @@ def initialize(model: nn.Module, scheme: str, *, nonlinearity: str = "relu", par
         >>> float(net[0].bias.detach().abs().sum())
         0.0
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    _check_scheme(scheme)
-    _check_generator(generator)
-    if isinstance(gain, bool) or not isinstance(gain, (int, float)) or not math.isfinite(gain) or gain < 0:
-        raise ValueError(f"gain must be a finite non-negative number, got {gain!r}")
+    _check_module(model)
+    check_choice("init scheme", scheme, SCHEMES)
+    check_generator(generator)
+    gain = check_number("gain", gain, minimum=0.0)
     if scheme == "normal":
-        _check_std(std)
+        std = _check_std(std)
     elif std is not None:
         raise ValueError(f"std is only used by scheme 'normal', got std={std!r} with scheme {scheme!r}")
+    act_gain = 1.0
     if scheme in ("kaiming_uniform", "kaiming_normal", "orthogonal"):
         act_gain = calculate_gain(nonlinearity, _slope(nonlinearity, param))
-        if mode not in ("fan_in", "fan_out"):
-            raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
+        check_choice("mode", mode, ("fan_in", "fan_out"))
+    if not isinstance(linear_output, bool):
+        raise TypeError(f"linear_output must be a bool, got {type(linear_output).__name__}")
     samplers: dict[str, Callable[[Tensor], Tensor]] = {
         "zeros": lambda w: w.zero_(),
         "normal": lambda w: _normal_(w, std, generator),
@@ -359,15 +368,17 @@ def initialize(model: nn.Module, scheme: str, *, nonlinearity: str = "relu", par
         "kaiming_normal": lambda w: kaiming_normal_(w, 0, mode, "linear", generator=generator),
         "orthogonal": lambda w: orthogonal_(w, generator=generator),
     }
-    multiplier = gain * (act_gain if scheme in ("kaiming_uniform", "kaiming_normal", "orthogonal") else 1.0)
+    layers = [layer for layer in model.modules() if isinstance(layer, WEIGHT_TYPES)]
+    if scheme == "default" and generator is not None:
+        reset_parameters_(model, generator)
     with torch.no_grad():
-        for layer in model.modules():
-            if not isinstance(layer, WEIGHT_TYPES):
-                continue
+        for i, layer in enumerate(layers):
             if scheme != "default":
                 samplers[scheme](layer.weight)
                 if layer.bias is not None:
                     layer.bias.zero_()
+            is_output = linear_output and len(layers) > 1 and i == len(layers) - 1
+            multiplier = gain * (1.0 if is_output else act_gain)
             if multiplier != 1.0:
                 layer.weight.mul_(multiplier)
     return model
@@ -405,14 +416,10 @@ def lsuv_(model: nn.Module, batch: Tensor, tol: float = 0.05, max_iters: int = 1
         >>> all(abs(s - 1) < 0.05 for s in net.lsuv_stds.values())
         True
     """
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if not isinstance(batch, Tensor):
-        raise TypeError(f"batch must be a torch.Tensor, got {type(batch).__name__}")
-    if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol > 0:
-        raise ValueError(f"tol must be a positive number, got {tol!r}")
-    if isinstance(max_iters, bool) or not isinstance(max_iters, int) or max_iters < 1:
-        raise ValueError(f"max_iters must be a positive int, got {max_iters!r}")
+    _check_module(model)
+    check_tensor("batch", batch)
+    tol = check_number("tol", tol, positive=True)
+    max_iters = check_int("max_iters", max_iters, minimum=1)
     names = {layer: name for name, layer in model.named_modules() if isinstance(layer, WEIGHT_TYPES)}
     if not names:
         raise ValueError("model has no nn.Linear or nn.Conv{1,2,3}d layer for LSUV to scale")
@@ -456,8 +463,7 @@ def lsuv_(model: nn.Module, batch: Tensor, tol: float = 0.05, max_iters: int = 1
 
 
 def _check_weight(tensor) -> None:
-    if not isinstance(tensor, Tensor):
-        raise TypeError(f"expected a torch.Tensor, got {type(tensor).__name__}")
+    check_tensor("tensor", tensor)
     if tensor.dim() < 2:
         raise ValueError(f"fan_in and fan_out need a weight with at least 2 dimensions (out, in, *kernel), "
                          f"got shape {tuple(tensor.shape)}")
@@ -465,40 +471,33 @@ def _check_weight(tensor) -> None:
         raise ValueError(f"cannot initialize an empty tensor, got shape {tuple(tensor.shape)}")
 
 
-def _check_generator(generator) -> None:
-    if generator is not None and not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
-
-
-def _check_scheme(scheme) -> None:
-    if not isinstance(scheme, str) or scheme not in SCHEMES:
-        raise ValueError(f"unknown init scheme {scheme!r}; expected one of {SCHEMES}")
+def _check_module(model) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
 
 
 def _check_std(std) -> float:
     if std is None:
         raise ValueError("scheme 'normal' needs std=<standard deviation>, got std=None")
-    if isinstance(std, bool) or not isinstance(std, (int, float)) or not math.isfinite(std) or std < 0:
-        raise ValueError(f"std must be a finite non-negative number, got {std!r}")
-    return float(std)
+    return check_number("std", std, minimum=0.0)
 
 
 def _slope(nonlinearity: str, param):
-    # torch's calculate_gain defaults leaky_relu's slope to 0.01 only when param is None.
+    # torch's calculate_gain uses its default slope only when param is None: pass param on for leaky_relu alone.
     return param if nonlinearity == "leaky_relu" else None
 
 
 def _fan(tensor: Tensor, mode: str) -> int:
-    if mode not in ("fan_in", "fan_out"):
-        raise ValueError(f"mode must be 'fan_in' or 'fan_out', got {mode!r}")
+    check_choice("mode", mode, ("fan_in", "fan_out"))
     fan_in, fan_out = fan_in_and_fan_out(tensor)
     return fan_in if mode == "fan_in" else fan_out
 
 
-def _draw_(tensor: Tensor, generator, fill: Callable[[Tensor], Tensor]) -> Tensor:
+def _draw_(tensor: Tensor, generator, fill: Callable[[Tensor], Tensor], check: bool = True) -> Tensor:
     """Fill ``tensor`` with ``fill``, drawing on the generator's device when it differs from the tensor's."""
-    _check_weight(tensor)
-    _check_generator(generator)
+    if check:
+        _check_weight(tensor)
+    check_generator(generator)
     with torch.no_grad():
         if generator is None or generator.device == tensor.device:
             fill(tensor)

@@ -8,6 +8,7 @@ and initializers through the same arguments.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -15,19 +16,13 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ACTIVATIONS", "NORMS", "make_activation", "make_norm", "mlp", "small_cnn"]
+from sigprop._validation import check_generator, check_int, check_number, check_type
+from sigprop.activations import ACTIVATIONS, get_activation
 
-ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "identity": nn.Identity,
-    "sigmoid": nn.Sigmoid,
-    "tanh": nn.Tanh,
-    "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.01),
-    "gelu": nn.GELU,
-    "elu": nn.ELU,
-    "selu": nn.SELU,
-    "softplus": nn.Softplus,
-}
+__all__ = ["ACTIVATIONS", "NORMS", "WEIGHT_TYPES", "make_activation", "make_norm", "mlp", "small_cnn"]
+
+# The layers that carry a weight matrix (or kernel): what initialization fills and the probes measure.
+WEIGHT_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 # Normalization layers by name, each built from the number of features it normalizes.
 # Chapter 3 swaps in its from-scratch layers by passing a callable instead of a name.
@@ -47,17 +42,13 @@ NormSpec = str | Callable[[int], nn.Module] | None
 
 
 def make_activation(name: str) -> nn.Module:
-    """A fresh activation module from its name (one of :data:`ACTIVATIONS`).
+    """A fresh activation module from its name (one of :data:`sigprop.activations.ACTIVATIONS`).
 
     Example:
         >>> make_activation("tanh")
         Tanh()
     """
-    if not isinstance(name, str):
-        raise TypeError(f"activation must be a name (str), got {type(name).__name__}")
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; expected one of {sorted(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+    return get_activation(name).module()
 
 
 def make_norm(norm: NormSpec, num_features: int, table: dict | None = None) -> nn.Module | None:
@@ -78,38 +69,55 @@ def make_norm(norm: NormSpec, num_features: int, table: dict | None = None) -> n
 
 
 def _apply_init(model: nn.Module, init: InitSpec, activation: str, generator: torch.Generator | None) -> None:
-    if init is None or init == "default":
-        return  # keep PyTorch's own defaults
-    if isinstance(init, bool):
-        raise TypeError("init must be a scheme name, a std (float) or a callable, got a bool")
-    from sigprop.init import initialize  # the initialization chapter's module
+    from sigprop.init import initialize, reset_parameters_  # the initialization chapter's module
 
+    if init is None or init == "default":
+        # PyTorch's own init; drawn again from the generator when there is one, so that the same seeded
+        # generator gives the same network whatever the global random stream did before.
+        if generator is not None:
+            reset_parameters_(model, generator=generator)
+        return
+    if isinstance(init, bool):
+        raise TypeError("init must be a scheme name, a std (float) or a callable, got bool")
     if isinstance(init, (int, float)):
-        if init < 0:
-            raise ValueError(f"init std must be non-negative, got {init}")
+        std = check_number("init std", init, minimum=0.0)
         # The 'naive' scheme: every weight ~ N(0, std^2) whatever the layer's width.
-        initialize(model, "normal", std=float(init), generator=generator)
+        initialize(model, "normal", std=std, generator=generator)
         return
     if isinstance(init, str):
         initialize(model, init, nonlinearity=activation, generator=generator)
         return
     if callable(init):
-        from sigprop.diagnostics import weight_layers
-
         with torch.no_grad():
-            for _, layer in weight_layers(model):
-                init(layer.weight)
-                if layer.bias is not None:
-                    layer.bias.zero_()
+            for layer in model.modules():
+                if isinstance(layer, WEIGHT_TYPES):
+                    init(layer.weight)
+                    if layer.bias is not None:
+                        layer.bias.zero_()
         return
     raise TypeError(f"init must be a scheme name, a std (float) or a callable, got {type(init).__name__}")
 
 
-def _check_positive_int(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
+def _build(layers: OrderedDict[str, nn.Module], init: InitSpec, activation: str,
+           generator: torch.Generator | None, device) -> nn.Sequential:
+    model = nn.Sequential(layers)
+    _apply_init(model, init, activation, generator)
+    return model.to(device) if device is not None else model
+
+
+@contextlib.contextmanager
+def _global_rng_untouched(generator: torch.Generator | None):
+    """With a generator, build the layers without consuming the global random stream.
+
+    The layers' constructors draw PyTorch's default init from the global stream; with a generator
+    every parameter is drawn again from it, so those draws are thrown away and the global stream is
+    restored, as if they had never happened. Without one, PyTorch's draws are the init: keep them.
+    """
+    if generator is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[]):  # the layers are built on the CPU
+        yield
 
 
 def mlp(
@@ -135,15 +143,16 @@ def mlp(
         out_features: number of outputs (classes).
         depth: number of hidden layers (>= 1); the network has ``depth + 1`` linear layers.
         width: units per hidden layer.
-        activation: a name from :data:`ACTIVATIONS`.
+        activation: a name from :data:`sigprop.activations.ACTIVATIONS`.
         norm: ``None``, a name from :data:`NORMS`, or a callable ``num_features -> nn.Module``.
-        init: ``"default"`` keeps PyTorch's initialization; a float ``s`` draws every weight from
-            ``N(0, s^2)`` (the naive scheme); another name is a scheme of
+        init: ``"default"`` is PyTorch's initialization (drawn from ``generator`` when given); a
+            float ``s`` draws every weight from ``N(0, s^2)`` (the naive scheme); another name is a scheme of
             :func:`sigprop.init.initialize` (``"xavier_normal"``, ``"kaiming_normal"``, ...), given
             this network's activation; a callable is applied to each weight. Biases start at zero
             unless ``init="default"``.
         bias: give the linear layers a bias.
-        generator: random source for the initialization.
+        generator: random source for the initialization, every ``init`` included: the same seeded
+            generator gives the same parameters whatever the global random stream's state.
         device: where to create the model.
 
     Shape:
@@ -156,21 +165,22 @@ def mlp(
     """
     for name, value in (("in_features", in_features), ("out_features", out_features),
                         ("depth", depth), ("width", width)):
-        _check_positive_int(name, value)
-    make_activation(activation)  # validate the name before building anything
+        check_int(name, value, minimum=1)
+    check_type("bias", bias, bool, "a bool")
+    get_activation(activation)  # validate the name before building anything
+    check_generator(generator)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    fan_in = in_features
-    for i in range(1, depth + 1):
-        layers[f"linear{i}"] = nn.Linear(fan_in, width, bias=bias)
-        norm_layer = make_norm(norm, width)
-        if norm_layer is not None:
-            layers[f"norm{i}"] = norm_layer
-        layers[f"act{i}"] = make_activation(activation)
-        fan_in = width
-    layers["out"] = nn.Linear(fan_in, out_features, bias=bias)
-    model = nn.Sequential(layers)
-    _apply_init(model, init, activation, generator)
-    return model.to(device) if device is not None else model
+    with _global_rng_untouched(generator):
+        fan_in = in_features
+        for i in range(1, depth + 1):
+            layers[f"linear{i}"] = nn.Linear(fan_in, width, bias=bias)
+            norm_layer = make_norm(norm, width)
+            if norm_layer is not None:
+                layers[f"norm{i}"] = norm_layer
+            layers[f"act{i}"] = make_activation(activation)
+            fan_in = width
+        layers["out"] = nn.Linear(fan_in, out_features, bias=bias)
+    return _build(layers, init, activation, generator, device)
 
 
 def small_cnn(
@@ -192,7 +202,7 @@ def small_cnn(
         in_channels: channels of the input images.
         num_classes: number of outputs.
         channels: output channels of each convolutional block.
-        activation: a name from :data:`ACTIVATIONS`.
+        activation: a name from :data:`sigprop.activations.ACTIVATIONS`.
         norm: ``None``, ``"batch"``, ``"layer"``, ``"instance"``, ``"group"`` or a callable
             ``num_channels -> nn.Module``.
         init: as in :func:`mlp`.
@@ -206,27 +216,28 @@ def small_cnn(
         >>> small_cnn()(torch.zeros(2, 1, 8, 8)).shape
         torch.Size([2, 10])
     """
-    _check_positive_int("in_channels", in_channels)
-    _check_positive_int("num_classes", num_classes)
+    check_int("in_channels", in_channels, minimum=1)
+    check_int("num_classes", num_classes, minimum=1)
+    check_type("channels", channels, Sequence, "a sequence of ints")
     if len(channels) == 0:
         raise ValueError("channels must name at least one block, got an empty sequence")
     for c in channels:
-        _check_positive_int("each entry of channels", c)
-    make_activation(activation)
+        check_int("each entry of channels", c, minimum=1)
+    get_activation(activation)
+    check_generator(generator)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
-    c_in = in_channels
-    for i, c_out in enumerate(channels, start=1):
-        layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
-        norm_layer = make_norm(norm, c_out, table=_CONV_NORMS)
-        if norm_layer is not None:
-            layers[f"norm{i}"] = norm_layer
-        layers[f"act{i}"] = make_activation(activation)
-        if i == 1:
-            layers["pool1"] = nn.MaxPool2d(2)
-        c_in = c_out
-    layers["gap"] = nn.AdaptiveAvgPool2d(1)
-    layers["flatten"] = nn.Flatten()  # (N, C, 1, 1) -> (N, C)
-    layers["out"] = nn.Linear(c_in, num_classes)
-    model = nn.Sequential(layers)
-    _apply_init(model, init, activation, generator)
-    return model.to(device) if device is not None else model
+    with _global_rng_untouched(generator):
+        c_in = in_channels
+        for i, c_out in enumerate(channels, start=1):
+            layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, kernel_size=3, padding=1)
+            norm_layer = make_norm(norm, c_out, table=_CONV_NORMS)
+            if norm_layer is not None:
+                layers[f"norm{i}"] = norm_layer
+            layers[f"act{i}"] = make_activation(activation)
+            if i == 1:
+                layers["pool1"] = nn.MaxPool2d(2)
+            c_in = c_out
+        layers["gap"] = nn.AdaptiveAvgPool2d(1)
+        layers["flatten"] = nn.Flatten()  # (N, C, 1, 1) -> (N, C)
+        layers["out"] = nn.Linear(c_in, num_classes)
+    return _build(layers, init, activation, generator, device)

@@ -8,6 +8,9 @@ Environment variables (read at call time, so a reader can set them in the notebo
 - ``SIGPROP_DEVICE``: force a device (``cpu``, ``cuda``, ``cuda:1``, ``mps``).
 - ``SIGPROP_SCALE``: ``small`` (default; what the book is built with) or ``large`` (deeper, wider,
   longer experiments for a reader with a GPU). Chapters ask :func:`by_scale` for each size.
+- ``SIGPROP_CHECK_CLAIMS``: ``1`` where the book's numbers are produced (the book build and the
+  nbval run set it); the chapters' hidden checks of the numbers their text quotes run only then
+  (:func:`claim_checks_enabled`).
 """
 
 from __future__ import annotations
@@ -18,8 +21,11 @@ import random
 import numpy as np
 import torch
 
+from sigprop._validation import check_int
+
 __all__ = [
     "get_device", "available_devices", "describe_device", "seed_everything", "experiment_scale", "by_scale", "SCALES",
+    "claim_checks_enabled",
 ]
 
 SCALES = ("small", "large")
@@ -109,11 +115,7 @@ def seed_everything(seed: int = 0) -> torch.Generator:
         >>> torch.randn(2, generator=g).shape
         torch.Size([2])
     """
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
-    if seed < 0:
-        raise ValueError(f"seed must be non-negative, got {seed}")
-    seed = int(seed)
+    seed = check_int("seed", seed, minimum=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device
@@ -142,3 +144,20 @@ def by_scale(small, large):
         True
     """
     return large if experiment_scale() == "large" else small
+
+
+def claim_checks_enabled() -> bool:
+    """Whether a chapter's hidden claim checks should run: only where the book's numbers are produced.
+
+    Every number a chapter's text quotes is asserted in a hidden cell, ``if claim_checks_enabled():
+    assert ...``. The numbers come from the small setting on the build machine's CPU; on another
+    torch version, a GPU, or at ``SIGPROP_SCALE=large`` a number may move a little, and a student in
+    Colab or Binder would meet an ``AssertionError`` they cannot act on. So the checks run only when
+    ``SIGPROP_CHECK_CLAIMS=1`` (set by the book build, ``book/_ext/sigprop_book.py``, and by
+    ``make test``'s nbval run) and the scale is ``"small"``.
+
+    Example:
+        >>> isinstance(claim_checks_enabled(), bool)
+        True
+    """
+    return os.environ.get("SIGPROP_CHECK_CLAIMS", "").strip() == "1" and experiment_scale() == "small"

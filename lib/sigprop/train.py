@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from sigprop._validation import check_choice, check_generator, check_int, check_number, check_type
 from sigprop.data import DataSplit
 from sigprop.diagnostics import UpdateRatio, weight_layers
 
@@ -68,8 +69,7 @@ class History:
 
     def epochs_to(self, accuracy: float, split: str = "test") -> int | None:
         """First epoch (1-based) whose accuracy reaches ``accuracy``, or ``None`` if never."""
-        if split not in ("test", "train"):
-            raise ValueError(f"split must be 'test' or 'train', got {split!r}")
+        check_choice("split", split, ("test", "train"))
         values = self.test_accuracy if split == "test" else self.train_accuracy
         return next((i + 1 for i, a in enumerate(values) if a >= accuracy), None)
 
@@ -93,14 +93,14 @@ class History:
 def make_optimizer(model: nn.Module, optimizer: str, lr: float, momentum: float = 0.0,
                    weight_decay: float = 0.0) -> torch.optim.Optimizer:
     """An optimizer by name: ``"sgd"`` (with optional momentum) or ``"adam"``."""
-    if not isinstance(lr, (int, float)) or lr <= 0:
-        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    lr = check_number("lr", lr, positive=True)
+    momentum = check_number("momentum", momentum, minimum=0.0)
+    weight_decay = check_number("weight_decay", weight_decay, minimum=0.0)
+    check_choice("optimizer", optimizer, ("sgd", "adam"))
     params = model.parameters()
     if optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-    if optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    raise ValueError(f"unknown optimizer {optimizer!r}; expected 'sgd' or 'adam'")
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 @torch.no_grad()
@@ -147,6 +147,7 @@ def fit(
     generator: torch.Generator | None = None,
     progress: bool = True,
     label: str = "",
+    quiet: bool = False,
 ) -> History:
     """Train ``model`` on ``data`` with mini-batch gradient descent and record the run.
 
@@ -169,10 +170,12 @@ def fit(
         generator: random source of the mini-batch order.
         progress: show a progress bar.
         label: a name for the run, shown on the bar and in messages.
+        quiet: no progress bar and no :class:`DivergenceWarning`, for runs whose outcome the caller
+            reports itself (a divergence is still recorded in the History and still stops the run).
 
     Returns:
         A :class:`History`. If the loss becomes NaN or infinite the run stops there, ``diverged``
-        is set and a :class:`DivergenceWarning` says where.
+        is set, ``message`` says where, and (unless ``quiet``) a :class:`DivergenceWarning` says it too.
 
     Example:
         >>> from sigprop.data import make_spirals
@@ -185,11 +188,13 @@ def fit(
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(data, DataSplit):
         raise TypeError(f"data must be a sigprop.data.DataSplit, got {type(data).__name__}")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    epochs = check_int("epochs", epochs, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
     if before_step is not None and not callable(before_step):
         raise TypeError(f"before_step must be callable, got {type(before_step).__name__}")
+    check_generator(generator)
+    check_type("progress", progress, bool, "a bool")
+    check_type("quiet", quiet, bool, "a bool")
     opt = optimizer if isinstance(optimizer, torch.optim.Optimizer) else make_optimizer(
         model, optimizer, lr, momentum, weight_decay)
     loss_fn = nn.CrossEntropyLoss() if loss_fn is None else loss_fn
@@ -202,7 +207,7 @@ def fit(
     steps_per_epoch = math.ceil(n / batch_size)
     # Only an explicit progress=False forces the bar off, so TQDM_DISABLE=1 (set by the book build) still applies.
     bar = tqdm(total=epochs * steps_per_epoch, desc=label or "training", leave=False,
-               **({} if progress else {"disable": True}))
+               **({} if progress and not quiet else {"disable": True}))
     model.train()
     try:
         for epoch in range(epochs):
@@ -216,7 +221,9 @@ def fit(
                     history.diverged, history.diverged_at_step = True, history.steps
                     history.message = (f"diverged: loss became {value} at step {history.steps} "
                                        f"(epoch {epoch + 1}); the run was stopped there")
-                    warnings.warn(f"{label or 'training'} {history.message}", DivergenceWarning, stacklevel=2)
+                    if not quiet:
+                        warnings.warn(f"{label or 'training'} {history.message}", DivergenceWarning,
+                                      stacklevel=2)
                     return history
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
