@@ -244,9 +244,9 @@ def test_mean_only_batch_norm_matches_batch_norm_without_the_division():
 # Bad input: a clear error each.
 
 def test_weight_norm_rejects_bad_arguments():
-    with pytest.raises(TypeError, match="dim must be an int or None, got str"):
+    with pytest.raises(TypeError, match="dim must be an int or None, got str '0'"):
         weight_norm(nn.Linear(3, 2), dim="0")
-    with pytest.raises(TypeError, match="dim must be an int or None, got bool"):
+    with pytest.raises(TypeError, match="dim must be an int or None, got bool True"):
         weight_norm(nn.Linear(3, 2), dim=True)
     with pytest.raises(ValueError, match=r"dim must be None or in \[-2, 1\] .* got 2"):
         weight_norm(nn.Linear(3, 2), dim=2)
@@ -274,9 +274,9 @@ def test_data_dependent_init_rejects_bad_arguments():
         data_dependent_init_(weight_norm(nn.ConvTranspose2d(3, 2, 3)), torch.randn(4, 3, 5, 5))
     with pytest.raises(ValueError, match="at least 2 samples"):
         data_dependent_init_(weight_norm(nn.Linear(3, 2)), x[:1])
-    with pytest.raises(ValueError, match="std must be a positive number"):
+    with pytest.raises(ValueError, match="std must be positive, got 0.0"):
         data_dependent_init_(weight_norm(nn.Linear(3, 2)), x, std=0)
-    with pytest.raises(TypeError, match="x must be a Tensor"):
+    with pytest.raises(TypeError, match="x must be a torch.Tensor, got ndarray"):
         data_dependent_init_(weight_norm(nn.Linear(3, 2)), x.numpy())
     with pytest.raises(ValueError, match="Linear and"):
         data_dependent_init_(weight_norm(nn.Embedding(4, 3)), torch.tensor([0, 1]))
@@ -289,12 +289,16 @@ def test_data_dependent_init_rejects_bad_arguments():
 def test_layers_reject_bad_arguments():
     with pytest.raises(ValueError, match="out_features must be at least 1, got 0"):
         WeightNormLinear(3, 0)
-    with pytest.raises(TypeError, match="in_features must be an int"):
+    with pytest.raises(TypeError, match="in_features must be an int, got float 3.0"):
         WeightNormLinear(3.0, 2)
-    with pytest.raises(TypeError, match="expected an nn.Linear"):
+    with pytest.raises(TypeError, match="linear must be an nn.Linear, got Conv2d"):
         WeightNormLinear.from_linear(nn.Conv2d(1, 1, 1))
-    with pytest.raises(ValueError, match="momentum must be a number in"):
+    with pytest.raises(ValueError, match="momentum must be at most 1, got 2.0"):
         MeanOnlyBatchNorm(3, momentum=2)
+    with pytest.raises(ValueError, match="momentum must be at least 0.0, got -0.1"):
+        MeanOnlyBatchNorm(3, momentum=-0.1)
+    with pytest.raises(TypeError, match="generator must be a torch.Generator or None, got int 0"):
+        data_dependent_init_(weight_norm(nn.Linear(3, 2)), torch.randn(4, 3), generator=0)
     with pytest.raises(ValueError, match=r"expected input of shape \(N, 3, \*\)"):
         MeanOnlyBatchNorm(3)(torch.zeros(2, 4))
     assert not is_weight_normalized(nn.Linear(3, 2))

@@ -24,13 +24,15 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
+from sigprop._validation import check_generator, check_int, check_number, check_tensor, check_type
+
 __all__ = ["WeightNorm", "weight_norm", "remove_weight_norm", "norm_except_dim", "is_weight_normalized",
            "WeightNormLinear", "data_dependent_init_", "MeanOnlyBatchNorm"]
 
 
 def _check_dim(dim) -> None:
-    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):
-        raise TypeError(f"dim must be an int or None, got {type(dim).__name__}")
+    if dim is not None:
+        check_type("dim", dim, int, "an int or None")
 
 
 def _resolve_dim(dim: int | None, ndim: int) -> int | None:
@@ -105,10 +107,8 @@ def _legacy_keys_hook(name: str):
 
 
 def _check_module_and_name(module, name) -> None:
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
-    if not isinstance(name, str):
-        raise TypeError(f"name must be a str, got {type(name).__name__}")
+    check_type("module", module, nn.Module, "an nn.Module")
+    check_type("name", name, str, "a str")
 
 
 def weight_norm(module: nn.Module, name: str = "weight", dim: int | None = 0) -> nn.Module:
@@ -203,11 +203,8 @@ class WeightNormLinear(nn.Module):
 
     def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
         super().__init__()
-        for label, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise TypeError(f"{label} must be an int, got {type(value).__name__}")
-            if value < 1:
-                raise ValueError(f"{label} must be at least 1, got {value}")
+        in_features = check_int("in_features", in_features, minimum=1)
+        out_features = check_int("out_features", out_features, minimum=1)
         self.in_features, self.out_features = in_features, out_features
         factory = {"device": device, "dtype": dtype}
         self.g = nn.Parameter(torch.empty(out_features, **factory))
@@ -235,8 +232,7 @@ class WeightNormLinear(nn.Module):
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> WeightNormLinear:
         """A WeightNormLinear computing what ``linear`` computes: g = ||w_i||, v = w."""
-        if not isinstance(linear, nn.Linear):
-            raise TypeError(f"expected an nn.Linear, got {type(linear).__name__}")
+        check_type("linear", linear, nn.Linear, "an nn.Linear")
         w = linear.weight.detach()
         layer = cls(linear.in_features, linear.out_features, linear.bias is not None,
                     device=w.device, dtype=w.dtype)
@@ -320,14 +316,12 @@ def data_dependent_init_(module: nn.Module, x: Tensor, std: float = 0.05,
         >>> bool(out.mean(0).abs().max() < 1e-5)
         True
     """
-    if not isinstance(module, nn.Module):
-        raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
-    if not isinstance(x, Tensor):
-        raise TypeError(f"x must be a Tensor, got {type(x).__name__}")
+    check_type("module", module, nn.Module, "an nn.Module")
+    check_tensor("x", x)
     if x.dim() < 1 or x.shape[0] < 2:
         raise ValueError(f"x must be a batch of at least 2 samples, got shape {tuple(x.shape)}")
-    if isinstance(std, bool) or not isinstance(std, (int, float)) or not std > 0:
-        raise ValueError(f"std must be a positive number, got {std!r}")
+    std = check_number("std", std, positive=True)
+    check_generator(generator)
     layers = _weight_normalized_layers(module)
     if not layers:
         raise ValueError("module contains no weight-normalized layer (use weight_norm or WeightNormLinear)")
@@ -392,13 +386,12 @@ class MeanOnlyBatchNorm(nn.Module):
 
     def __init__(self, num_features: int, momentum: float = 0.1, affine: bool = True, device=None, dtype=None):
         super().__init__()
-        if isinstance(num_features, bool) or not isinstance(num_features, int):
-            raise TypeError(f"num_features must be an int, got {type(num_features).__name__}")
-        if num_features < 1:
-            raise ValueError(f"num_features must be at least 1, got {num_features}")
-        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0 <= momentum <= 1:
-            raise ValueError(f"momentum must be a number in [0, 1], got {momentum!r}")
-        self.num_features, self.momentum, self.affine = num_features, float(momentum), affine
+        num_features = check_int("num_features", num_features, minimum=1)
+        momentum = check_number("momentum", momentum, minimum=0.0)
+        if momentum > 1:
+            raise ValueError(f"momentum must be at most 1, got {momentum}")
+        check_type("affine", affine, bool, "a bool")
+        self.num_features, self.momentum, self.affine = num_features, momentum, affine
         factory = {"device": device, "dtype": dtype}
         self.bias = nn.Parameter(torch.zeros(num_features, **factory)) if affine else None
         self.register_buffer("running_mean", torch.zeros(num_features, **factory))
