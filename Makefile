@@ -36,6 +36,12 @@ test: lint book
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m perf tests/ -s -p no:cacheprovider
 
+# Every assignment's student notebook, autograder zip and solution, in _build/assignments/<name>/dist
+# (assignments/README.md). Fails unless each solution scores full marks.
+.PHONY: assignments
+assignments: $(STAMP)
+	$(BIN)/python assignments/build.py
+
 serve: book
 	$(BIN)/python -m http.server --directory _build/html 8000
 
