@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test bench lint serve lab clean lock
+.PHONY: book test nbval bench lint serve lab clean lock
 
 # Reinstall only when the pins or the package metadata change.
 $(STAMP): requirements.txt pyproject.toml
@@ -19,22 +19,33 @@ $(STAMP): requirements.txt pyproject.toml
 # The cache keys on each notebook's cells only: library_stamp.py clears it when lib/sigprop, book/_ext or
 # the pins changed since the last build, so that a library change re-executes the chapters.
 book: $(STAMP)
-	$(BIN)/python book/_ext/library_stamp.py --cache _build/.jupyter_cache --stamp _build/.library-stamp
+	$(BIN)/python book/_ext/library_stamp.py --cache _build/.jupyter_cache --stamp _build/.library-stamp \
+		--doctrees _build/.doctrees
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "The book is in _build/html: open $(CURDIR)/_build/html/index.html (or run 'make serve')."
 
 lint: $(STAMP)
-	$(BIN)/ruff check lib tests chapters
+	$(BIN)/ruff check lib tests chapters tools binder book/_ext
 
-# Lint, the library and book tests, every notebook under nbval (with the claim checks on, as in the
-# build), then the built site in a browser. Timings are not tests: they run in `make bench`.
-test: lint book
+# Lint; the book's build and every notebook under nbval (with the claim checks on, as in the build),
+# side by side (-j2: each executes the chapters on one thread); then the library, book and assignment
+# tests and the built site in a browser. Timings are not tests: they run in `make bench`.
+test: lint
+	$(MAKE) --no-print-directory -j2 book nbval
 	$(BIN)/python -m pytest tests -m "not perf"
+
+nbval: $(STAMP)
 	SIGPROP_CHECK_CLAIMS=1 $(BIN)/python -m pytest --nbval-lax chapters/ -p no:cacheprovider
 
 # Timings and ratios (live redraw latency per chapter figure, ...), printed; on a shared machine they vary.
 bench: $(STAMP)
 	$(BIN)/python -m pytest -m perf tests/ -s -p no:cacheprovider
+
+# Every assignment's student notebook, autograder zip and solution, in _build/assignments/<name>/dist
+# (assignments/README.md). Fails unless each solution scores full marks.
+.PHONY: assignments
+assignments: $(STAMP)
+	$(BIN)/python assignments/build.py
 
 serve: book
 	$(BIN)/python -m http.server --directory _build/html 8000

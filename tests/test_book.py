@@ -207,15 +207,20 @@ def test_library_stamp_clears_the_cache_when_the_library_changes(tmp_path):
     module.write_text("x = 1\n")
     (tmp_path / "book" / "_ext" / "ext.py").write_text("y = 1\n")
     cache, stamp = tmp_path / "_build" / ".jupyter_cache", tmp_path / "_build" / ".library-stamp"
+    doctrees = tmp_path / "_build" / ".doctrees"
 
     def build():  # what `make book` does: the stamp script, then jupyter-book fills the cache
-        cleared = stamp_script.refresh(tmp_path, cache, stamp)
+        cleared = stamp_script.refresh(tmp_path, cache, stamp, doctrees)
+        if cleared:  # Sphinx's saved environment goes with the cache, or no page is re-read
+            assert not doctrees.exists()
         cache.mkdir(parents=True, exist_ok=True)
         (cache / "executed").touch()
+        doctrees.mkdir(parents=True, exist_ok=True)
         return cleared
 
     assert build() is False  # a first build: nothing to clear
     assert build() is False  # nothing changed: the chapters come from the cache
+    assert doctrees.exists()
     (tmp_path / "lib" / "sigprop" / "__pycache__").mkdir()
     (tmp_path / "lib" / "sigprop" / "__pycache__" / "models.cpython-312.pyc").write_bytes(b"\0")
     assert build() is False  # byte code is not the library

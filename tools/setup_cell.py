@@ -40,7 +40,8 @@ from sigprop.runtime import (by_scale, describe_device, experiment_scale, get_de
 
 generator = seed_everything(0)
 device = get_device()
-print(describe_device(device))'''
+print(describe_device(device))
+print(f"experiment scale: {{experiment_scale()}} (SIGPROP_SCALE=large runs larger ones)")'''
 
 
 def repository_url(root: Path = ROOT) -> str:

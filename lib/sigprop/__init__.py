@@ -12,6 +12,11 @@ One module per topic, each taught in a chapter:
 - ``plots``: the book's standard figures; ``widgets``: explorable figures, live and static.
 - ``gradients``: clipping, Jacobian products, gradients through depth and time (chapter 1).
 - ``init``: initialization schemes written from their definitions (chapter 2).
+- ``normalization``: batch, layer, instance, group and switchable normalization, recalibration
+  (chapter 3); ``sweeps``: the batch-size sweep of chapters 3 and 4.
+- ``weight_norm``: weight normalization, compatible with PyTorch's parametrization (chapter 4).
+- ``auxiliary``: multi-head models, loss weightings, hedge backpropagation (chapters 5-6);
+  ``scaling``: target scalers with scikit-learn's semantics (chapter 6).
 """
 
 __version__ = "0.1.0"

@@ -26,8 +26,6 @@ def _got(value: Any) -> str:
 
 def check_type(name: str, value: Any, types: type | tuple[type, ...], expected: str) -> Any:
     """``value`` if it is an instance of ``types``, else ``TypeError`` saying ``expected``."""
-    if isinstance(value, bool) and bool not in (types if isinstance(types, tuple) else (types,)):
-        raise TypeError(f"{name} must be {expected}, got {_got(value)}")
     if not isinstance(value, types):
         raise TypeError(f"{name} must be {expected}, got {_got(value)}")
     return value

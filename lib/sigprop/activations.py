@@ -193,7 +193,8 @@ def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
     conventions.) For the activations of :data:`ACTIVATIONS` torch does not know, the second-moment
     gain :func:`second_moment_gain` computed from the definition: ELU 1.245, GELU 1.534, SiLU 1.677,
     softplus 1.042 (``param`` is ignored for them, as torch ignores it outside leaky_relu), and 1 for
-    identity, which is linear. Any other name is a ``ValueError``, as in torch.
+    identity, which is linear. Any other name is a ``ValueError``, as in torch; a ``param`` that is
+    not a number is a ``TypeError`` (torch says ``ValueError``), the library's convention.
 
     Args:
         nonlinearity: the ``torch.nn.functional`` name of the activation.
