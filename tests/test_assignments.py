@@ -35,6 +35,8 @@ EXPECTED = {
     "ch00_getting_started": {"points": {"q1": 3, "q2": 3, "q3": 2, "q4": 3}, "partial": ("q1", "q2")},
     "ch01_gradients": {"points": {"q1": 3, "q2": 3, "q3": 5, "q4": 4, "q5": 2}, "partial": ("q1", "q2")},
     "ch02_initialization": {"points": {"q1": 2, "q2": 3, "q3": 3, "q4": 3, "q5": 3}, "partial": ("q1", "q2")},
+    "ch03_normalization": {"points": {"q1": 3, "q2": 3, "q3": 4, "q4": 3, "q5": 3, "q6": 3},
+                           "partial": ("q1", "q2")},
     "ch04_weight_normalization": {"points": {"q1": 3, "q2": 4, "q3": 3, "q4": 3, "q5": 3},
                                   "partial": ("q1", "q2")},
     "ch05_auxiliary_losses": {"points": {"q1": 4, "q2": 3, "q3": 4, "q4": 2, "q5": 3, "q6": 3},
