@@ -25,6 +25,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from test_widgets import plot_line  # the same representative figure as the widget tests
 
 from sigprop.plots import fixed_axes, log_axis
 from sigprop.widgets import explore
@@ -54,18 +55,6 @@ class Clock:
 
     def __exit__(self, *exc):
         self.wall, self.cpu = time.perf_counter() - self.wall, time.process_time() - self.cpu
-
-
-def plot_line(depth=10, gain=1.0, activation="tanh"):
-    """A representative small chapter figure: a line plot of a signal's size across layers."""
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    x = np.arange(depth + 1)
-    squash = np.tanh if activation == "tanh" else (lambda z: np.maximum(z, 0.0))
-    ax.plot(x, gain**x * (1 + 0.1 * squash(np.sin(x))), "o-", markersize=3)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("activation std")
-    ax.set_title(f"{activation}, depth {depth}, gain {gain}")
-    return fig
 
 
 def test_live_redraw_latency(monkeypatch):

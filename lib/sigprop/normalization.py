@@ -198,6 +198,17 @@ class _RunningStats(nn.Module):
 
     _counts_batches = True  # increment num_batches_tracked (InstanceNorm does not, as in PyTorch)
 
+    def __init__(self, num_features: int, eps: float, momentum: float | None, affine: bool,
+                 track_running_stats: bool, device=None, dtype=None, bias: bool = True) -> None:
+        # The constructor every subclass shares: checks, the per-feature affine, the running buffers.
+        super().__init__()
+        check_int("num_features", num_features, minimum=1)
+        _check_eps_momentum(eps, momentum)
+        factory = {"device": device, "dtype": dtype}
+        self.num_features, self.eps, self.affine = num_features, eps, affine
+        _affine_parameters(self, num_features, affine, bias, factory)
+        self._init_running_stats(num_features, momentum, track_running_stats, factory)
+
     def _init_running_stats(self, num_features: int, momentum: float | None, track_running_stats: bool,
                             factory: dict) -> None:
         self.momentum = momentum
@@ -247,13 +258,7 @@ class _BatchNorm(_RunningStats):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None, *, bias: bool = True):
-        super().__init__()
-        check_int("num_features", num_features, minimum=1)
-        _check_eps_momentum(eps, momentum)
-        factory = {"device": device, "dtype": dtype}
-        self.num_features, self.eps, self.affine = num_features, eps, affine
-        _affine_parameters(self, num_features, affine, bias, factory)
-        self._init_running_stats(num_features, momentum, track_running_stats, factory)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias)
 
     def reset_parameters(self) -> None:
         self.reset_running_stats()
@@ -501,13 +506,7 @@ class InstanceNorm2d(_RunningStats):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = False,
                  track_running_stats: bool = False, device=None, dtype=None, *, bias: bool = True):
-        super().__init__()
-        check_int("num_features", num_features, minimum=1)
-        _check_eps_momentum(eps, momentum)
-        factory = {"device": device, "dtype": dtype}
-        self.num_features, self.eps, self.affine = num_features, eps, affine
-        _affine_parameters(self, num_features, affine, bias, factory)
-        self._init_running_stats(num_features, momentum, track_running_stats, factory)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype, bias)
 
     def forward(self, x: Tensor) -> Tensor:
         if x.dim() == 3:
@@ -540,16 +539,11 @@ class _SwitchNorm(_RunningStats):
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
                  track_running_stats: bool = True, device=None, dtype=None):
-        super().__init__()
-        check_int("num_features", num_features, minimum=1)
-        _check_eps_momentum(eps, momentum)
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
         factory = {"device": device, "dtype": dtype}
-        self.num_features, self.eps, self.affine = num_features, eps, affine
-        _affine_parameters(self, num_features, affine, True, factory)
         # One logit per kind of statistic, separately for the means and the variances; equal at start.
         self.mean_weight = nn.Parameter(torch.ones(len(self._kinds), **factory))
         self.var_weight = nn.Parameter(torch.ones(len(self._kinds), **factory))
-        self._init_running_stats(num_features, momentum, track_running_stats, factory)
 
     def mixing_weights(self) -> dict[str, dict[str, float]]:
         """The learned mix: ``{"mean": {kind: weight}, "var": {kind: weight}}``, each summing to 1."""
