@@ -253,3 +253,26 @@ def test_recalibrate_bn_needs_data():
         sn.recalibrate_bn_(_net_with_norms(), [])
     with pytest.raises(TypeError, match="DataSplit, a tensor"):
         sn.recalibrate_bn_(_net_with_norms(), 3)
+
+
+@pytest.mark.parametrize("make_ours, make_theirs", [
+    (lambda: sn.BatchNorm1d(6, track_running_stats=False), lambda: nn.BatchNorm1d(6, track_running_stats=False)),
+    (lambda: sn.LayerNorm(6), lambda: nn.LayerNorm(6)),
+    (lambda: sn.GroupNorm(3, 6), lambda: nn.GroupNorm(3, 6)),
+], ids=["batch", "layer", "group"])
+def test_layers_work_under_torch_func_transforms(make_ours, make_theirs):
+    # Chapter 2 trains several networks at once with torch.func.vmap: the custom backward cannot run
+    # under a transform, so the layers fall back to autograd there, with the same numbers.
+    from torch.func import functional_call, grad, vmap
+
+    xs = torch.randn(2, 8, 6, dtype=torch.float64)  # two copies, each a batch of 8
+    results = []
+    for layer in (make_ours().double(), make_theirs().double()):
+        params = {k: v.detach() for k, v in layer.named_parameters()}
+
+        def loss(p, x, layer=layer):
+            return functional_call(layer, p, (x,)).pow(3).sum()
+
+        results.append(vmap(grad(loss), in_dims=(None, 0))(params, xs))
+    for name in results[1]:
+        torch.testing.assert_close(results[0][name], results[1][name], rtol=0, atol=1e-10)

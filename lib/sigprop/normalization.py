@@ -165,6 +165,56 @@ class _ChannelNormalize(torch.autograd.Function):
         return dx, dweight, dbias, None, None
 
 
+def _normalize_by_autograd(x, weight, bias, dims, eps):
+    """:class:`_Normalize`'s forward as plain operations, for autograd (and torch.func) to differentiate."""
+    mean = x.mean(dims, keepdim=True)
+    centred = x - mean
+    var = (centred * centred).mean(dims, keepdim=True)  # two passes, biased
+    y = centred * torch.rsqrt(var + eps)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y, mean.detach(), var.detach()
+
+
+def _channel_normalize_by_autograd(x, weight, bias, groups, eps):
+    """:class:`_ChannelNormalize`'s forward as plain operations, for autograd (and torch.func)."""
+    n, c = x.shape[:2]
+    if groups is None:
+        axes = (0,) if x.dim() == 2 else (0, 2)
+        mean = x.mean(axes)  # (C,)
+        centred = x - _col(mean, x)
+        var = (centred * centred).mean(axes)  # (C,)
+        y = centred * _col(torch.rsqrt(var + eps), x)
+    else:
+        grouped = x.reshape(n, groups, -1)  # (N, G, C//G * S)
+        mean = grouped.mean(2)  # (N, G)
+        centred = grouped - mean[..., None]
+        var = (centred * centred).mean(2)  # (N, G)
+        y = (centred * torch.rsqrt(var + eps)[..., None]).reshape(x.shape)  # (N, C, S) or (N, C)
+    if weight is not None:
+        y = y * _col(weight, x)
+    if bias is not None:
+        y = y + _col(bias, x)
+    return y, mean.detach(), var.detach()
+
+
+def _normalize(x, weight, bias, dims, eps):
+    # torch.func transforms (vmap, grad, ...) cannot run an autograd.Function that has no
+    # setup_context; under one, autograd differentiates the same formula instead (chapter 2 trains
+    # several networks at once with vmap). Elsewhere the hand-written backward is several times faster.
+    if torch._C._are_functorch_transforms_active():
+        return _normalize_by_autograd(x, weight, bias, dims, eps)
+    return _Normalize.apply(x, weight, bias, dims, eps)
+
+
+def _channel_normalize(x, weight, bias, groups, eps):
+    if torch._C._are_functorch_transforms_active():  # see _normalize
+        return _channel_normalize_by_autograd(x, weight, bias, groups, eps)
+    return _ChannelNormalize.apply(x, weight, bias, groups, eps)
+
+
 def _col(coefficient: Tensor, x: Tensor) -> Tensor:
     """A (C,) or (N, C) coefficient shaped to broadcast against ``x``: (N, C) as is, (N, C, S) via (.., C, 1)."""
     return coefficient if x.dim() == 2 else coefficient[..., None]
@@ -280,7 +330,7 @@ class _BatchNorm(_RunningStats):
                              f"(its batch variance is 0), got input of shape {tuple(x.shape)}; use a batch "
                              "of at least 2, eval mode, or a per-sample norm (layer or group norm)")
         flat = x if x.dim() == 2 else x.reshape(x.shape[0], x.shape[1], -1)  # (N, C) or (N, C, S)
-        y, mean, var = _ChannelNormalize.apply(flat, self.weight, self.bias, None, self.eps)  # biased var
+        y, mean, var = _channel_normalize(flat, self.weight, self.bias, None, self.eps)  # biased var
         self._update_running_stats(mean, var, count)
         return y.reshape(x.shape)
 
@@ -409,7 +459,7 @@ class LayerNorm(nn.Module):
         if tuple(x.shape[-k:]) != self.normalized_shape:
             raise ValueError(f"LayerNorm expected input ending in {self.normalized_shape}, got {tuple(x.shape)}")
         dims = tuple(range(x.dim() - k, x.dim()))  # the trailing normalized axes; statistics (*, 1, ..., 1)
-        return _Normalize.apply(x, self.weight, self.bias, dims, self.eps)[0]
+        return _normalize(x, self.weight, self.bias, dims, self.eps)[0]
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
@@ -461,7 +511,7 @@ class GroupNorm(nn.Module):
             raise ValueError(f"GroupNorm expected input of shape (N, {self.num_channels}, *), got {tuple(x.shape)}")
         n, c, g = x.shape[0], self.num_channels, self.num_groups
         flat = x.reshape(n, c, -1)  # (N, C, S); statistics over the (C//G, S) values of each group
-        return _ChannelNormalize.apply(flat, self.weight, self.bias, g, self.eps)[0].reshape(x.shape)
+        return _channel_normalize(flat, self.weight, self.bias, g, self.eps)[0].reshape(x.shape)
 
     def extra_repr(self) -> str:
         return f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}"
@@ -521,7 +571,7 @@ class InstanceNorm2d(_RunningStats):
             raise ValueError(f"InstanceNorm2d needs more than 1 spatial value per channel when training, "
                              f"got input of shape {tuple(x.shape)}")
         flat = x.reshape(x.shape[0], self.num_features, -1)  # (N, C, H*W): one group per channel
-        y, mean, var = _ChannelNormalize.apply(flat, self.weight, self.bias, self.num_features, self.eps)
+        y, mean, var = _channel_normalize(flat, self.weight, self.bias, self.num_features, self.eps)
         # With running statistics, PyTorch averages the per-instance mean and variance (N, C) over the batch.
         self._update_running_stats(mean.mean(0), var.mean(0), count)
         return y.reshape(x.shape)
