@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test nbval bench lint serve lab clean lock
+.PHONY: book test nbval unit bench lint serve lab clean lock
 
 # Reinstall only when the pins or the package metadata change.
 $(STAMP): requirements.txt pyproject.toml
@@ -27,12 +27,17 @@ book: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests chapters tools binder book/_ext
 
-# Lint; the book's build and every notebook under nbval (with the claim checks on, as in the build),
-# side by side (-j2: each executes the chapters on one thread); then the library, book and assignment
-# tests and the built site in a browser. Timings are not tests: they run in `make bench`.
+# Lint; then side by side (each runs on one thread): the book's build, every notebook under nbval (with
+# the claim checks on, as in the build), and the tests that need no built site (library, claims,
+# assignments, Binder and Colab set-ups); last, the tests of the built site (in a browser).
+# Timings are not tests: they run in `make bench`.
+SITE_TESTS := tests/test_browser.py tests/test_publishing.py
 test: lint
-	$(MAKE) --no-print-directory -j2 book nbval
-	$(BIN)/python -m pytest tests -m "not perf"
+	$(MAKE) --no-print-directory -j3 book nbval unit
+	$(BIN)/python -m pytest $(SITE_TESTS) -m "not perf"
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest tests -m "not perf" $(addprefix --ignore=,$(SITE_TESTS))
 
 nbval: $(STAMP)
 	SIGPROP_CHECK_CLAIMS=1 $(BIN)/python -m pytest --nbval-lax chapters/ -p no:cacheprovider

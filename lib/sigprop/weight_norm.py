@@ -31,8 +31,8 @@ __all__ = ["WeightNorm", "weight_norm", "remove_weight_norm", "norm_except_dim",
 
 
 def _check_dim(dim) -> None:
-    if dim is not None:
-        check_type("dim", dim, int, "an int or None")
+    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):  # a bool is no dim
+        check_type("dim", dim, type(None), "an int or None")
 
 
 def _resolve_dim(dim: int | None, ndim: int) -> int | None:
