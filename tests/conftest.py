@@ -1,5 +1,7 @@
 """Shared test fixtures and helpers: the devices to parametrize over, seeded generators, one thread."""
 
+import socket
+
 import pytest
 import torch
 
@@ -13,6 +15,15 @@ FLOAT64_DEVICES = [d for d in DEVICES if d != "mps"]
 def gen(seed: int = 0) -> torch.Generator:
     """A CPU generator seeded with ``seed``: what the library's samplers take as ``generator=``."""
     return torch.Generator().manual_seed(seed)
+
+
+def reachable(host: str) -> bool:
+    """Whether ``host`` answers on port 443: the tests that need a package index skip without one."""
+    try:
+        socket.create_connection((host, 443), timeout=5).close()
+        return True
+    except OSError:
+        return False
 
 
 @pytest.fixture(autouse=True)

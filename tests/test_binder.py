@@ -9,12 +9,12 @@ wheel among pip's ``find-links``); without them it is skipped with a message.
 
 import json
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from conftest import reachable
 
 ROOT = Path(__file__).resolve().parents[1]
 BINDER = ROOT / "binder"
@@ -58,16 +58,8 @@ def test_binder_runtime_is_a_python_3_version_the_library_supports():
     assert int(match[1]) >= int(required)
 
 
-def _reachable(host: str) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
-
-
 def test_binder_requirements_resolve_to_the_cpu_build_only(tmp_path):
-    if not _reachable("pypi.org"):
+    if not reachable("pypi.org"):
         pytest.skip("PyPI is not reachable: cannot resolve binder/requirements.txt offline")
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
@@ -81,7 +73,7 @@ def test_binder_requirements_resolve_to_the_cpu_build_only(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=300)
     if run.returncode != 0:
         torch_pin = next(ln for ln in _lines(BINDER / "requirements.txt") if ln.startswith("torch=="))
-        if not _reachable("download.pytorch.org") and torch_pin in run.stderr.replace(" ", ""):
+        if not reachable("download.pytorch.org") and torch_pin in run.stderr.replace(" ", ""):
             pytest.skip(f"PyTorch's CPU wheel index is not reachable and no local copy of {torch_pin} "
                         "is among pip's find-links")
         pytest.fail(f"pip could not resolve binder/requirements.txt:\n{run.stderr[-3000:]}")

@@ -25,7 +25,6 @@ library); skipped with a message without it. About 30-60 s per case with a warm 
 import json
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import sysconfig
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from conftest import reachable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
@@ -71,14 +71,6 @@ figure
 '''
 
 
-def _reachable(host: str) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=5).close()
-        return True
-    except OSError:
-        return False
-
-
 def _preinstalled(folder: Path, drop: tuple[str, ...]) -> Path:
     """A folder of links to this environment's site-packages entries, less the names in ``drop``."""
     folder.mkdir()
@@ -108,7 +100,7 @@ def _tagged_checkout(path: Path, ref: str) -> Path:
 
 @pytest.fixture(scope="module")
 def online():
-    if not _reachable("pypi.org"):
+    if not reachable("pypi.org"):
         pytest.skip("PyPI is not reachable: the Colab-like environment needs it (ipywidgets 7, setuptools)")
 
 
