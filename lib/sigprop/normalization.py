@@ -71,7 +71,8 @@ class _Normalize(torch.autograd.Function):
         rows = x.reshape(x.numel() // d, d)  # (M, D): one row per normalized sample
         mean = rows.mean(1, keepdim=True)  # (M, 1)
         x_hat = rows - mean  # (M, D), centred here, normalized in place below
-        var = (x_hat * x_hat).mean(1, keepdim=True)  # (M, 1): two passes, never E[x^2] - E[x]^2
+        # Two passes, never E[x^2] - E[x]^2; a norm sums the squared deviations without storing them.
+        var = torch.linalg.vector_norm(x_hat, dim=1, keepdim=True).square_().div_(d)  # (M, 1)
         rstd = torch.rsqrt(var + eps)  # eps inside the square root
         x_hat.mul_(rstd)
         w = None if weight is None else weight.reshape(d)  # (D,)
@@ -366,7 +367,7 @@ class _BatchNorm(_RunningStats):
         flat = x if x.dim() == 2 else x.reshape(x.shape[0], x.shape[1], -1)  # (N, C) or (N, C, S)
         y, mean, var = _channel_normalize(flat, self.weight, self.bias, None, self.eps)  # biased var
         self._update_running_stats(mean, var, count)
-        return y.reshape(x.shape)
+        return y if x.dim() == 2 else y.reshape(x.shape)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
