@@ -31,15 +31,20 @@ def check_type(name: str, value: Any, types: type | tuple[type, ...], expected: 
     return value
 
 
-def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
-    """An integer (Python or NumPy, never a bool) within ``[minimum, maximum]``.
+def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | None = None, *,
+              optional: bool = False) -> int | None:
+    """An integer (Python or NumPy, never a bool) within ``[minimum, maximum]``; also ``None`` if ``optional``.
 
     Example:
         >>> check_int("depth", 3, minimum=1)
         3
+        >>> check_int("dim", None, optional=True) is None
+        True
     """
+    if optional and value is None:
+        return None
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {_got(value)}")
+        raise TypeError(f"{name} must be an int{' or None' if optional else ''}, got {_got(value)}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
