@@ -135,10 +135,6 @@ def _add_norm_and_activation(layers: OrderedDict, i: int, norm_layer: nn.Module 
         layers[f"norm{i}"] = norm_layer
 
 
-def _check_norm_position(norm_position) -> None:
-    check_choice("norm_position", norm_position, NORM_POSITIONS)
-
-
 def mlp(
     in_features: int = 64,
     out_features: int = 10,
@@ -191,7 +187,7 @@ def mlp(
     check_type("bias", bias, bool, "a bool")
     get_activation(activation)  # validate the name before building anything
     check_generator(generator)
-    _check_norm_position(norm_position)
+    check_choice("norm_position", norm_position, NORM_POSITIONS)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     with _global_rng_untouched(generator):
         fan_in = in_features
@@ -247,7 +243,7 @@ def small_cnn(
         check_int("each entry of channels", c, minimum=1)
     get_activation(activation)
     check_generator(generator)
-    _check_norm_position(norm_position)
+    check_choice("norm_position", norm_position, NORM_POSITIONS)
     layers: OrderedDict[str, nn.Module] = OrderedDict()
     with _global_rng_untouched(generator):
         c_in = in_channels

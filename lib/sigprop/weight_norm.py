@@ -30,18 +30,13 @@ __all__ = ["WeightNorm", "weight_norm", "remove_weight_norm", "norm_except_dim",
            "WeightNormLinear", "data_dependent_init_", "MeanOnlyBatchNorm"]
 
 
-def _check_dim(dim) -> None:
-    if dim is not None and (isinstance(dim, bool) or not isinstance(dim, int)):  # a bool is no dim
-        check_type("dim", dim, type(None), "an int or None")
-
-
 def _resolve_dim(dim: int | None, ndim: int) -> int | None:
     """The dim that keeps its own norm, as a non-negative index; None for one norm over the whole tensor.
 
     PyTorch's weight_norm reads ``dim=None`` as ``-1`` and ``-1`` as "the whole tensor" (not the last
     dim); other negative dims count from the end. We keep that meaning so the two are interchangeable.
     """
-    _check_dim(dim)
+    check_int("dim", dim, optional=True)
     if dim is None or dim == -1:
         return None
     if not -ndim <= dim < ndim:
@@ -81,7 +76,7 @@ class WeightNorm(nn.Module):
 
     def __init__(self, dim: int | None = 0):
         super().__init__()
-        _check_dim(dim)
+        check_int("dim", dim, optional=True)
         self.dim = dim
 
     def forward(self, g: Tensor, v: Tensor) -> Tensor:
@@ -140,7 +135,7 @@ def weight_norm(module: nn.Module, name: str = "weight", dim: int | None = 0) ->
         torch.Size([2, 1])
     """
     _check_module_and_name(module, name)
-    _check_dim(dim)
+    check_int("dim", dim, optional=True)
     if parametrize.is_parametrized(module, name):
         raise ValueError(f"{type(module).__name__}.{name} is already parametrized; "
                          "remove the existing parametrization first")
