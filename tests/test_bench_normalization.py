@@ -4,9 +4,9 @@ One forward and backward pass of each layer and of its ``torch.nn`` twin on the 
 CPU (and on CUDA where there is one); the ratio is printed with the target (at most 1.5x PyTorch on
 CPU, 2x eager PyTorch on CUDA) met or missed. The test fails only above 6x, a regression.
 
-Status on the 2-core build machine (best of several runs, one thread): batch norm of images meets
-the target (about 0.9x: PyTorch's own CPU kernel for statistics over (N, H, W) is slow); batch norm
-of features (about 1.9x), layer norm (about 2.7x) and group norm (about 2.3-2.6x) miss it, for two
+Status on the 2-core build machine (best times of six runs, one thread): batch norm of images meets
+the target (about 0.6-0.9x: PyTorch's own CPU kernel for statistics over (N, H, W) is slow); batch
+norm of features (about 1.7x), layer norm (about 2.7x) and group norm (about 2.4x) miss it, for two
 measured reasons. (1) A fixed cost per call: on a tiny input, (4, 8), one forward and backward pass
 of our BatchNorm1d or LayerNorm costs about 300-360 us there against 100-130 us for torch.nn (some
 30 ATen calls of a few microseconds each from Python, and a Python autograd.Function), while
