@@ -175,3 +175,21 @@ def test_explorable_figures_respond_to_every_control(open_page, path):
             assert image.get_attribute("src") != before, f"{ids[i]}: dropdown {s} did not change the image"
     assert page.errors == [], f"{path}: {page.errors}"
     assert page.external == [], f"{path} fetched from outside localhost: {page.external}"
+
+
+
+@pytest.mark.parametrize("path", CHAPTERS)
+def test_visible_code_fits_the_code_column(open_page, path):
+    """No code cell scrolls sideways at common laptop widths (book/_static/sigprop.css)."""
+    page = open_page(path).page
+    scrolling = []
+    for width in (1024, 1280, 1440):
+        page.set_viewport_size({"width": width, "height": 900})
+        page.wait_for_timeout(100)  # the theme lays the sidebars out again
+        longest = page.evaluate(
+            """() => [...document.querySelectorAll('div.cell_input pre')]
+                 .filter(p => p.scrollWidth > p.clientWidth + 1)
+                 .map(p => Math.max(...p.textContent.split('\\n').map(l => l.length)))"""
+        )
+        scrolling += [f"at {width} px, a {n}-character line" for n in longest]
+    assert scrolling == [], f"{path}: code scrolls sideways: {scrolling}"
