@@ -35,6 +35,19 @@ def test_multihead_trunk_is_the_plain_mlp_and_heads_reach_only_the_layers_below(
     assert net.trunk.linear3.weight.grad is None and net.trunk.out.weight.grad is None
 
 
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("norm", ["batch", nn.BatchNorm1d], ids=["sigprop", "torch"])
+def test_multihead_heads_read_the_normalized_activation_of_their_layer(device, norm):
+    # Chapter 5's batch-normalized trunk: the head after layer 2 sees h_2 = relu(BN(W_2 h_1)).
+    net = MultiHeadMLP(8, 3, depth=3, width=16, heads_at=(2,), norm=norm, generator=gen(0), device=device)
+    x = torch.randn(6, 8, generator=gen(1)).to(device)
+    main, head = net(x)
+    below = net.trunk[:6]
+    assert [name for name, _ in below.named_children()] == ["linear1", "norm1", "act1", "linear2", "norm2", "act2"]
+    torch.testing.assert_close(head, net.heads["head2"](below(x)), rtol=0, atol=0)
+    torch.testing.assert_close(main, net.trunk(x), rtol=0, atol=0)
+
 def test_multihead_rejects_heads_outside_the_hidden_layers():
     with pytest.raises(ValueError, match=r"hidden layers 1 \.\. 3 .* got 4"):
         MultiHeadMLP(8, 3, depth=4, heads_at=(2, 4))
@@ -143,9 +156,9 @@ def test_hedge_prediction_is_the_alpha_weighted_vote():
 
 
 def test_hedge_rejects_bad_parameters():
-    with pytest.raises(ValueError, match=r"beta must be in \(0.0, 1.0\), got 1.0"):
+    with pytest.raises(ValueError, match=r"beta must be below 1.0, got 1.0"):
         HedgeMLP(3, 2, beta=1.0)
-    with pytest.raises(ValueError, match=r"smoothing must be in \[0.0, 1.0\], got 1.5"):
+    with pytest.raises(ValueError, match=r"smoothing must be at most 1.0, got 1.5"):
         HedgeMLP(3, 2, smoothing=1.5)
     with pytest.raises(TypeError, match="lr must be a number, got str"):
         HedgeMLP(3, 2, lr="fast")

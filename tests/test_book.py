@@ -97,6 +97,19 @@ def test_chapters_have_hidden_assertions(path):
     assert any("assert" in _source(c) for c in hidden), "claims must be asserted in remove-cell cells"
 
 
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_library_code_quoted_in_the_text_is_the_library_s(path):
+    """A ```python block in a chapter's prose quotes the library: each line is in lib/sigprop as written."""
+    library = "\n".join(p.read_text() for p in (ROOT / "lib" / "sigprop").rglob("*.py"))
+    library_lines = {line.strip() for line in library.splitlines()}
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] != "markdown":
+            continue
+        for block in re.findall(r"```python\n(.*?)```", "".join(cell["source"]), re.S):
+            stale = [line for line in block.splitlines() if line.strip() and line.strip() not in library_lines]
+            assert stale == [], f"{path.name} quotes lines that are not in the library: {stale}"
+
+
 def test_every_citation_key_is_in_the_bibliography():
     keys = set(re.findall(r"^@\w+\{([^,]+),", (ROOT / "book" / "references.bib").read_text(), re.M))
     texts = [p.read_text() for p in (ROOT / "book").glob("*.md")]

@@ -76,7 +76,7 @@ def _moment_gain(f, n=1_000_000):
 
 
 def _ratios_30(digits, activation, gain, seeds=20):
-    """Activation std at layer 30 over layer 1, one value per seed (exercise 2's solution)."""
+    """Activation std at layer 30 over layer 1, one value per seed (the moment-gain exercise's solution)."""
     out = []
     for seed in range(seeds):
         g = torch.Generator().manual_seed(seed)

@@ -53,13 +53,16 @@ def check_int(name: str, value: Any, minimum: int | None = None, maximum: int | 
     return value
 
 
-def check_number(name: str, value: Any, minimum: float | None = None, *, positive: bool = False,
-                 allow_inf: bool = False) -> float:
-    """A real number (never a bool), finite unless ``allow_inf``, ``>= minimum`` (``> 0`` if ``positive``).
+def check_number(name: str, value: Any, minimum: float | None = None, maximum: float | None = None, *,
+                 positive: bool = False, below_maximum: bool = False, allow_inf: bool = False) -> float:
+    """A real number (never a bool), finite unless ``allow_inf``, ``>= minimum`` (``> 0`` if ``positive``),
+    ``<= maximum`` (``< maximum`` if ``below_maximum``).
 
     Example:
         >>> check_number("lr", 0.1, positive=True)
         0.1
+        >>> check_number("beta", 0.99, positive=True, maximum=1.0, below_maximum=True)
+        0.99
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {_got(value)}")
@@ -70,6 +73,8 @@ def check_number(name: str, value: Any, minimum: float | None = None, *, positiv
         raise ValueError(f"{name} must be positive, got {value}")
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and (value >= maximum if below_maximum else value > maximum):
+        raise ValueError(f"{name} must be {'below' if below_maximum else 'at most'} {maximum}, got {value}")
     return value
 
 

@@ -33,22 +33,6 @@ __all__ = ["MultiHeadMLP", "MainAuxNet", "FixedWeighting", "UncertaintyWeighting
 # Validation
 
 
-def _check_int(name: str, value, minimum: int = 1) -> int:
-    return check_int(name, value, minimum=minimum)
-
-
-def _check_number(name: str, value, low: float = -math.inf, high: float = math.inf,
-                  low_open: bool = False, high_open: bool = False) -> float:
-    """A finite real number (the library's convention) inside an interval, open or closed at each end."""
-    value = check_number(name, value)
-    below = value <= low if low_open else value < low
-    above = value >= high if high_open else value > high
-    if below or above:
-        interval = f"{'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ValueError(f"{name} must be in {interval}, got {value}")
-    return value
-
-
 def _linear(n_in: int, n_out: int, generator: torch.Generator | None) -> nn.Linear:
     """An nn.Linear with PyTorch's default distribution, U(-1/sqrt(n_in), 1/sqrt(n_in)), from ``generator``."""
     layer = nn.Linear(n_in, n_out)
@@ -91,11 +75,11 @@ class MultiHeadMLP(nn.Module):
                  activation: str = "relu", norm=None, heads_at: Sequence[int] = (), init="default",
                  generator: torch.Generator | None = None, device=None) -> None:
         super().__init__()
-        _check_int("depth", depth)
+        check_int("depth", depth, minimum=1)
         if isinstance(heads_at, (int, str)) or not isinstance(heads_at, Sequence):
             raise TypeError(f"heads_at must be a sequence of layer numbers, got {type(heads_at).__name__}")
         for layer in heads_at:
-            _check_int("each entry of heads_at", layer)
+            check_int("each entry of heads_at", layer, minimum=1)
             if layer >= depth:
                 raise ValueError(f"heads_at entries must be hidden layers 1 .. {depth - 1} (the main output "
                                  f"follows layer {depth}), got {layer}")
@@ -161,8 +145,8 @@ class MainAuxNet(nn.Module):
         for name, value in (("main_features", main_features), ("aux_features", aux_features),
                             ("out_features", out_features), ("encoder_depth", encoder_depth),
                             ("width", width)):
-            _check_int(name, value)
-        _check_int("head_depth", head_depth, minimum=0)
+            check_int(name, value, minimum=1)
+        check_int("head_depth", head_depth, minimum=0)
         make_activation(activation)
         enc, n = [], main_features
         for _ in range(encoder_depth):
@@ -231,9 +215,9 @@ class FixedWeighting(nn.Module):
         if isinstance(weights, (int, float)) or len(weights) == 0:
             raise TypeError(f"weights must be a non-empty sequence of numbers, got {weights!r}")
         for w in weights:
-            _check_number("each weight", w, low=0.0)
+            check_number("each weight", w, minimum=0.0)
         if aux_decay_steps is not None:
-            _check_int("aux_decay_steps", aux_decay_steps)
+            check_int("aux_decay_steps", aux_decay_steps, minimum=1)
         self.register_buffer("base", torch.tensor([float(w) for w in weights]))
         self.aux_decay_steps = aux_decay_steps
         self.step_count = 0
@@ -283,8 +267,8 @@ class UncertaintyWeighting(nn.Module):
 
     def __init__(self, num_tasks: int, init_log_var: float = 0.0) -> None:
         super().__init__()
-        _check_int("num_tasks", num_tasks)
-        _check_number("init_log_var", init_log_var)
+        check_int("num_tasks", num_tasks, minimum=1)
+        check_number("init_log_var", init_log_var)
         self.log_var = nn.Parameter(torch.full((num_tasks,), float(init_log_var)))
 
     @property
@@ -335,10 +319,10 @@ class GradNorm(nn.Module):
 
     def __init__(self, num_tasks: int, alpha: float = 1.5, lr: float = 0.025, min_weight: float = 1e-3) -> None:
         super().__init__()
-        _check_int("num_tasks", num_tasks, minimum=2)
-        self.alpha = _check_number("alpha", alpha, low=0.0)
-        self.lr = _check_number("lr", lr, low=0.0, low_open=True)
-        self.min_weight = _check_number("min_weight", min_weight, low=0.0, low_open=True)
+        check_int("num_tasks", num_tasks, minimum=2)
+        self.alpha = check_number("alpha", alpha, minimum=0.0)
+        self.lr = check_number("lr", lr, positive=True)
+        self.min_weight = check_number("min_weight", min_weight, positive=True)
         self._num_tasks = num_tasks
         # A plain leaf tensor, not an nn.Parameter: the model's optimizer must not see it.
         self._w = torch.ones(num_tasks, requires_grad=True)
@@ -473,9 +457,9 @@ def fit_multitask(
     if len(loss_fns) != num_tasks:
         raise ValueError(f"{len(loss_fns)} loss functions for {num_tasks} targets")
     weighting = FixedWeighting([1.0] * num_tasks) if weighting is None else weighting
-    _check_int("epochs", epochs)
-    _check_int("batch_size", batch_size)
-    _check_number("lr", lr, low=0.0, low_open=True)
+    check_int("epochs", epochs, minimum=1)
+    check_int("batch_size", batch_size, minimum=1)
+    check_number("lr", lr, positive=True)
     params = list(model.parameters()) + list(weighting.parameters())
     check_choice("optimizer", optimizer, ("sgd", "adam"))
     if optimizer == "sgd":
@@ -571,10 +555,10 @@ class HedgeMLP(nn.Module):
         super().__init__()
         for name, value in (("in_features", in_features), ("num_classes", num_classes), ("depth", depth),
                             ("width", width)):
-            _check_int(name, value)
-        self.beta = _check_number("beta", beta, low=0.0, high=1.0, low_open=True, high_open=True)
-        self.smoothing = _check_number("smoothing", smoothing, low=0.0, high=1.0)
-        self.lr = _check_number("lr", lr, low=0.0, low_open=True)
+            check_int(name, value, minimum=1)
+        self.beta = check_number("beta", beta, positive=True, maximum=1.0, below_maximum=True)
+        self.smoothing = check_number("smoothing", smoothing, minimum=0.0, maximum=1.0)
+        self.lr = check_number("lr", lr, positive=True)
         self.hidden_layers = nn.ModuleList(
             [_linear(in_features if k == 0 else width, width, generator) for k in range(depth)])
         self.heads = nn.ModuleList([_linear(width, num_classes, generator) for _ in range(depth)])
@@ -630,7 +614,7 @@ class OnlineSGD:
     def __init__(self, model: nn.Module, lr: float = 0.01) -> None:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-        self.model, self.lr = model, _check_number("lr", lr, low=0.0, low_open=True)
+        self.model, self.lr = model, check_number("lr", lr, positive=True)
         self.optimizer = torch.optim.SGD(model.parameters(), lr=self.lr)
 
     def learn_one(self, x: Tensor, y: Tensor) -> tuple[bool, Tensor]:

@@ -16,6 +16,7 @@ here in two passes (mean, then mean squared deviation); no ``torch.nn.functional
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import torch
@@ -46,90 +47,118 @@ def _var_mean(x: Tensor, dim, keepdim: bool = False) -> tuple[Tensor, Tensor]:
 
 
 class _Normalize(torch.autograd.Function):
-    """``y = (x - mean) / sqrt(var + eps) * weight + bias`` with the statistics over ``dims``, and its
-    backward written by hand (the derivation is an exercise of chapter 3).
+    """Layer norm, ``y = (x - mean) / sqrt(var + eps) * weight + bias`` with the statistics of each
+    row of D trailing values, and its backward written by hand (derived in exercise 1 of chapter 3).
 
-    With ``x_hat = (x - mean) * rstd`` and ``g = dL/dy * weight``, the chain rule through the mean and
-    the variance gives, with means over the same ``dims``,
+    With ``x_hat = (x - mean) * rstd``, ``rstd = 1 / sqrt(var + eps)`` and ``g = dL/dy * weight``, the
+    chain rule through the mean and the variance gives, with means over each row's D values,
 
         dL/dx = rstd * (g - mean(g) - x_hat * mean(g * x_hat)),
-        dL/dweight = sum(dL/dy * x_hat),  dL/dbias = sum(dL/dy)  (over the axes weight broadcasts on).
+        dL/dweight = sum(dL/dy * x_hat),  dL/dbias = sum(dL/dy)  (sums over the rows).
 
-    Letting autograd differentiate the forward pass instead gives the same numbers (the tests check
-    both against torch.nn) at several times the cost: it keeps every intermediate and backpropagates
-    through the two means one operation at a time.
+    The two row means are weighted sums over the features, ``mean(g) = (dL/dy @ weight) / D`` and
+    ``mean(g * x_hat) = ((dL/dy * x_hat) @ weight) / D``: matrix-vector products, so neither ``g`` nor
+    ``g * x_hat`` is stored. Letting autograd differentiate the forward pass instead gives the same
+    numbers (the tests check both against torch.nn) at about twice the cost: it keeps every
+    intermediate and backpropagates through the two means one small operation at a time.
 
-    Shapes: ``x`` any, statistics ``keepdim`` over ``dims``; ``weight`` and ``bias`` already shaped to
-    broadcast against ``x`` (or ``None``). Returns ``y``, the mean and the biased variance.
+    Shapes: ``x`` (*, *normalized_shape), D = prod(normalized_shape) values per row; ``weight`` and
+    ``bias`` of ``normalized_shape``, or ``None``. Returns ``y``, the shape of ``x``.
     """
 
     @staticmethod
-    def forward(ctx, x, weight, bias, dims, eps):
-        mean = x.mean(dims, keepdim=True)
-        x_hat = x - mean
-        var = (x_hat * x_hat).mean(dims, keepdim=True)  # two passes, never E[x^2] - E[x]^2
+    def forward(ctx, x, weight, bias, d, eps):
+        rows = x.reshape(x.numel() // d, d)  # (M, D): one row per normalized sample
+        mean = rows.mean(1, keepdim=True)  # (M, 1)
+        x_hat = rows - mean  # (M, D), centred here, normalized in place below
+        # Two passes, never E[x^2] - E[x]^2; a norm sums the squared deviations without storing them.
+        var = torch.linalg.vector_norm(x_hat, dim=1, keepdim=True).square_().div_(d)  # (M, 1)
         rstd = torch.rsqrt(var + eps)  # eps inside the square root
-        x_hat.mul_(rstd)  # in place: the centred copy becomes x_hat
-        if weight is None:
-            y = x_hat.clone()
+        x_hat.mul_(rstd)
+        w = None if weight is None else weight.reshape(d)  # (D,)
+        if w is None:  # no affine (a LayerNorm has a bias only with a weight)
+            y = x_hat.clone()  # not x_hat itself, saved below: an in-place change of y would corrupt it
         elif bias is None:
-            y = x_hat * weight
+            y = x_hat * w
         else:
-            y = torch.addcmul(bias, x_hat, weight)
-        ctx.save_for_backward(x_hat, rstd, weight)
-        ctx.dims, ctx.has_bias = dims, bias is not None
-        ctx.mark_non_differentiable(mean, var)
-        return y, mean, var
+            y = torch.addcmul(bias.reshape(d), x_hat, w)  # (M, D): the affine in one pass
+        ctx.save_for_backward(x_hat, rstd, w)
+        ctx.x_shape, ctx.has_bias = x.shape, bias is not None
+        ctx.weight_shape = None if weight is None else weight.shape
+        return y.view(x.shape)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, dy, _mean_grad, _var_grad):
-        x_hat, rstd, weight = ctx.saved_tensors
-        dims = ctx.dims
-        g = dy if weight is None else dy * weight
-        mean_g = g.mean(dims, keepdim=True)
-        mean_gx = (g * x_hat).mean(dims, keepdim=True)
-        dx = (g - torch.addcmul(mean_g, x_hat, mean_gx)).mul_(rstd)
-        dweight = None if weight is None else (dy * x_hat).sum_to_size(weight.shape)
-        dbias = dy.sum_to_size(weight.shape) if ctx.has_bias else None
-        return dx, dweight, dbias, None, None
+    def backward(ctx, dy):
+        x_hat, rstd, w = ctx.saved_tensors
+        d = x_hat.shape[1]
+        dy = dy.reshape(x_hat.shape)  # (M, D)
+        dy_xhat = dy * x_hat  # (M, D)
+        dweight = dbias = None
+        if w is None:  # g = dL/dy
+            mean_g, mean_gx = dy.mean(1, keepdim=True), dy_xhat.mean(1, keepdim=True)  # (M, 1)
+            dx = dy - mean_g
+        else:
+            w_col = w[:, None]  # (D, 1): the matrix-vector products below keep the (M, 1) shape
+            mean_g = (dy @ w_col).div_(d)  # (M, 1)
+            mean_gx = (dy_xhat @ w_col).div_(d)  # (M, 1)
+            dweight = dy_xhat.sum(0).view(ctx.weight_shape)  # (D,) -> normalized_shape
+            # g - mean(g), written over dy * x_hat, no longer needed (a new buffer costs a pass)
+            dx = torch.addcmul(mean_g.neg_(), dy, w, out=dy_xhat)  # (M, D)
+        dx.addcmul_(x_hat, mean_gx, value=-1).mul_(rstd)
+        if ctx.has_bias:
+            dbias = dy.sum(0).view(ctx.weight_shape)  # (D,) -> normalized_shape
+        return dx.view(ctx.x_shape), dweight, dbias, None, None
 
 
 class _ChannelNormalize(torch.autograd.Function):
     """Normalization with a per-channel affine, folded for speed: batch, group and instance norm.
 
-    ``x`` is viewed as (N, C, S), S the flattened spatial axes. With ``groups=None`` the statistics
-    are per channel over (N, S) (batch norm); with ``groups=G`` they are per sample and group of C // G
-    channels over (C // G, S) (group norm; G = C is instance norm). Forward and backward then reduce to
-    per-(sample, channel) coefficients, ``y = A x + B`` and ``dL/dx = A dL/dy + P x + Q``, so the big
-    tensor is touched by a few multiply-adds, as in PyTorch's own kernels. The backward is the formula
-    of :class:`_Normalize`, ``rstd * (g - mean(g) - x_hat * mean(g * x_hat))`` with ``g = dL/dy * gamma``,
-    its means written through the per-channel sums ``sum(dL/dy)`` and ``sum(dL/dy * x)``.
+    ``x`` is (N, C, S), S the flattened spatial axes, or (N, C) for batch norm of features. With
+    ``groups=None`` the statistics are per channel over (N, S) (batch norm); with ``groups=G`` they
+    are per sample and group of C // G channels over (C // G, S) (group norm; G = C is instance norm).
+    Forward and backward then reduce to per-(sample, channel) coefficients, ``y = A x + B`` and
+    ``dL/dx = A dL/dy + P x + Q``, so the big tensor is touched by a few multiply-adds, as in
+    PyTorch's own kernels. The backward is the formula of :class:`_Normalize`,
+    ``rstd * (g - mean(g) - x_hat * mean(g * x_hat))`` with ``g = dL/dy * gamma``, its means written
+    through the per-channel sums ``sum(dL/dy)`` and ``sum(dL/dy * x)``:
 
-    Returns ``y`` (N, C, S), the mean and the biased variance (C,) or (N, G).
+        sum(dL/dy * x_hat) = rstd * (sum(dL/dy * x) - mean * sum(dL/dy))  per (sample,) channel,
+        mean(g), mean(g * x_hat): gamma times those sums, added over a statistic's channels, / count,
+        A = rstd * gamma,  P = -rstd^2 * mean(g * x_hat),  Q = -P * mean - rstd * mean(g).
+
+    Returns ``y`` (the shape of ``x``), the mean and the biased variance, (C,) or (N, G).
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, groups, eps):
-        n, c = x.shape[:2]  # x is (N, C, S), or (N, C) for batch norm of features
-        if groups is None:
-            axes = (0,) if x.dim() == 2 else (0, 2)
-            mean = x.mean(axes)  # (C,)
-            centred = x - _col(mean, x)
-            var = (centred * centred).mean(axes)  # two passes: (C,)
-        else:
-            grouped = x.reshape(n, groups, -1)  # (N, G, C//G * S)
-            mean = grouped.mean(2)  # (N, G)
-            centred = grouped - mean[..., None]
-            var = (centred * centred).mean(2)  # (N, G)
-        del centred
-        rstd = torch.rsqrt(var + eps)  # eps inside the square root
+        n, c = x.shape[:2]
         w = torch.ones(c, dtype=x.dtype, device=x.device) if weight is None else weight
-        a = _per_channel(rstd, c, groups) * w  # (N or 1, C)
-        b = -_per_channel(mean, c, groups) * a
-        if bias is not None:
-            b = b + bias
-        y = torch.addcmul(_col(b, x), x, _col(a, x))  # (N, C, S)
+        if x.dim() == 2:  # (N, C), batch norm of features: the statistics run down the columns
+            mean = x.mean(0)  # (C,)
+            var = (x - mean).square_().mean(0)  # (C,): two passes; the squares overwrite the deviations
+            rstd = torch.rsqrt(var + eps)  # eps inside the square root
+            a = rstd * w
+            b = -mean * a if bias is None else torch.addcmul(bias, mean, a, value=-1)  # beta - mean * a
+            y = torch.addcmul(b, x, a)  # (N, C): one pass, the coefficients run along the contiguous axis
+        else:
+            if groups is None:  # batch norm: per channel over (N, S)
+                mean = x.mean((0, 2))  # (C,)
+                centred = x - mean[:, None]  # (N, C, S), becomes y
+                # the squared deviations summed per (sample, channel) row by a norm, which stores no
+                # squares, then averaged over the samples and the S values of each row
+                var = torch.linalg.vector_norm(centred, dim=2).square_().mean(0).div_(x.shape[2])  # (C,)
+            else:  # group norm: per sample over the (C//G, S) values of each group
+                grouped = x.reshape(n, groups, -1)  # (N, G, C//G * S)
+                mean = grouped.mean(2)  # (N, G)
+                centred = grouped - mean[..., None]  # (N, G, C//G * S), becomes y
+                var = torch.linalg.vector_norm(centred, dim=2).square_().div_(grouped.shape[2])  # (N, G)
+            rstd = torch.rsqrt(var + eps)  # eps inside the square root
+            # y = (x - mean) * (rstd * gamma) + beta, in place over the deviations (no new buffer),
+            # in two passes: an addcmul with two operands constant along S runs as a scalar loop on CPU
+            y = centred.view(x.shape).mul_((_per_channel(rstd, c, groups) * w)[..., None])  # (N, C, S)
+            if bias is not None:
+                y.add_(bias[:, None])  # (C, 1): broadcast over N and S
         ctx.save_for_backward(x, mean, rstd, w)
         ctx.groups, ctx.has_weight, ctx.has_bias = groups, weight is not None, bias is not None
         ctx.mark_non_differentiable(mean, var)
@@ -144,20 +173,25 @@ class _ChannelNormalize(torch.autograd.Function):
         s = x.shape[2] if x.dim() == 3 else 1
         if groups is None:
             axes = (0,) if x.dim() == 2 else (0, 2)
-            sum_dy, sum_dyx = dy.sum(axes), (dy * x).sum(axes)  # (C,)
             count = n * s
         else:
-            sum_dy, sum_dyx = dy.sum(2), (dy * x).sum(2)  # (N, C)
+            axes = 2
             count = (c // groups) * s
-        # sum over the normalized values of dL/dy * x_hat, per (sample or not, channel)
-        dy_xhat = _per_channel(rstd, c, groups) * (sum_dyx - _per_channel(mean, c, groups) * sum_dy)
-        mean_g = _per_group(w * sum_dy, groups) / count  # mean of g = dL/dy * gamma per statistic
-        mean_gx = _per_group(w * dy_xhat, groups) / count  # mean of g * x_hat per statistic
-        p = -rstd * rstd * mean_gx
-        q = rstd * rstd * mean_gx * mean - rstd * mean_g
-        a = _per_channel(rstd, c, groups) * w
-        dx = torch.addcmul(_col(_per_channel(q, c, groups), x), x, _col(_per_channel(p, c, groups), x))
-        dx.addcmul_(dy, _col(a, x))
+        dy_x = dy * x  # (N, C, S); its buffer becomes dL/dx below
+        sum_dy, sum_dyx = dy.sum(axes), dy_x.sum(axes)  # (C,) or (N, C)
+        rstd_c = _per_channel(rstd, c, groups)  # (C,) or (N, C)
+        # sum over the normalized values of dL/dy * x_hat, per (sample or not,) channel
+        dy_xhat = torch.addcmul(sum_dyx, _per_channel(mean, c, groups), sum_dy, value=-1).mul_(rstd_c)
+        k = rstd / -count  # (C,) or (N, G)
+        p = _per_group(w * dy_xhat, groups).mul_(k * rstd)  # -rstd^2 * mean(g * x_hat)
+        q = torch.addcmul(_per_group(w * sum_dy, groups).mul_(k), p, mean, value=-1)  # -rstd mean(g) - p mean
+        a = rstd_c * w
+        p, q = _per_channel(p, c, groups), _per_channel(q, c, groups)  # (C,) or (N, C)
+        if x.dim() == 2:  # the coefficients run along the contiguous axis: one addcmul is fast
+            dx = torch.addcmul(q, x, p, out=dy_x)
+        else:  # (.., C, 1) broadcast over S; the multiply-add in two vectorized passes (see forward)
+            dx = torch.mul(x, p[..., None], out=dy_x).add_(q[..., None])
+        dx.addcmul_(dy, a if x.dim() == 2 else a[..., None])  # + rstd * gamma * dL/dy
         if groups is not None:  # per-sample statistics: the parameter gradients add up over the batch
             dy_xhat, sum_dy = dy_xhat.sum(0), sum_dy.sum(0)  # (C,)
         dweight = dy_xhat if ctx.has_weight else None
@@ -165,17 +199,18 @@ class _ChannelNormalize(torch.autograd.Function):
         return dx, dweight, dbias, None, None
 
 
-def _normalize_by_autograd(x, weight, bias, dims, eps):
+def _normalize_by_autograd(x, weight, bias, d, eps):
     """:class:`_Normalize`'s forward as plain operations, for autograd (and torch.func) to differentiate."""
-    mean = x.mean(dims, keepdim=True)
-    centred = x - mean
-    var = (centred * centred).mean(dims, keepdim=True)  # two passes, biased
-    y = centred * torch.rsqrt(var + eps)
+    rows = x.reshape(x.numel() // d, d)  # (M, D)
+    mean = rows.mean(1, keepdim=True)  # (M, 1)
+    centred = rows - mean
+    var = (centred * centred).mean(1, keepdim=True)  # two passes, biased
+    y = (centred * torch.rsqrt(var + eps)).reshape(x.shape)
     if weight is not None:
         y = y * weight
     if bias is not None:
         y = y + bias
-    return y, mean.detach(), var.detach()
+    return y
 
 
 def _channel_normalize_by_autograd(x, weight, bias, groups, eps):
@@ -200,13 +235,13 @@ def _channel_normalize_by_autograd(x, weight, bias, groups, eps):
     return y, mean.detach(), var.detach()
 
 
-def _normalize(x, weight, bias, dims, eps):
+def _normalize(x, weight, bias, d, eps):
     # torch.func transforms (vmap, grad, ...) cannot run an autograd.Function that has no
     # setup_context; under one, autograd differentiates the same formula instead (chapter 2 trains
-    # several networks at once with vmap). Elsewhere the hand-written backward is several times faster.
+    # several networks at once with vmap). Elsewhere the hand-written backward is about twice as fast.
     if torch._C._are_functorch_transforms_active():
-        return _normalize_by_autograd(x, weight, bias, dims, eps)
-    return _Normalize.apply(x, weight, bias, dims, eps)
+        return _normalize_by_autograd(x, weight, bias, d, eps)
+    return _Normalize.apply(x, weight, bias, d, eps)
 
 
 def _channel_normalize(x, weight, bias, groups, eps):
@@ -332,7 +367,7 @@ class _BatchNorm(_RunningStats):
         flat = x if x.dim() == 2 else x.reshape(x.shape[0], x.shape[1], -1)  # (N, C) or (N, C, S)
         y, mean, var = _channel_normalize(flat, self.weight, self.bias, None, self.eps)  # biased var
         self._update_running_stats(mean, var, count)
-        return y.reshape(x.shape)
+        return y if x.dim() == 2 else y.reshape(x.shape)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
@@ -458,8 +493,8 @@ class LayerNorm(nn.Module):
         k = len(self.normalized_shape)
         if tuple(x.shape[-k:]) != self.normalized_shape:
             raise ValueError(f"LayerNorm expected input ending in {self.normalized_shape}, got {tuple(x.shape)}")
-        dims = tuple(range(x.dim() - k, x.dim()))  # the trailing normalized axes; statistics (*, 1, ..., 1)
-        return _normalize(x, self.weight, self.bias, dims, self.eps)[0]
+        d = math.prod(self.normalized_shape)  # values per normalized row
+        return _normalize(x, self.weight, self.bias, d, self.eps)
 
     def extra_repr(self) -> str:
         return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
