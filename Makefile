@@ -18,9 +18,12 @@ $(STAMP): requirements.txt pyproject.toml
 # Executes every chapter (cached in _build/.jupyter_cache) and builds the HTML; any warning fails the build.
 # The cache keys on each notebook's cells only: library_stamp.py clears it when lib/sigprop, book/_ext or
 # the pins changed since the last build, so that a library change re-executes the chapters.
+# execute_chapters.py runs the chapters that are not cached side by side, one per core, into that
+# cache (the build alone would run them one after another, on one thread each).
 book: $(STAMP)
 	$(BIN)/python book/_ext/library_stamp.py --cache _build/.jupyter_cache --stamp _build/.library-stamp \
 		--doctrees _build/.doctrees
+	$(BIN)/python tools/execute_chapters.py
 	$(BIN)/jupyter-book build . --warningiserror --nitpick --keep-going
 	@echo "The book is in _build/html: open $(CURDIR)/_build/html/index.html (or run 'make serve')."
 

@@ -248,7 +248,7 @@ def test_library_stamp_clears_the_cache_when_the_library_changes(tmp_path):
 def test_make_book_runs_the_stamp_before_jupyter_book_and_nbval_checks_claims():
     makefile = (ROOT / "Makefile").read_text()
     book = makefile.split("\nbook:", 1)[1].split("\n\n", 1)[0]
-    assert book.index("library_stamp.py") < book.index("jupyter-book build")
+    assert book.index("library_stamp.py") < book.index("execute_chapters.py") < book.index("jupyter-book build")
     assert "_build/.jupyter_cache" in book and CONFIG["execute"]["cache"] == "_build/.jupyter_cache"
     assert "SIGPROP_CHECK_CLAIMS=1 $(BIN)/python -m pytest --nbval-lax chapters/" in makefile
     assert '-m "not perf"' in makefile and "-m perf" in makefile
