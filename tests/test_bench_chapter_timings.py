@@ -4,7 +4,8 @@ A chapter prints the timings it measured on the machine that built the page, and
 they show; but CPU seconds move with the machine and with what else runs on it (a hidden claim check
 on a timing ratio failed a CI run under load), so the ratios the text relies on are asserted here,
 with the same models and operations as the chapters, each timed as the best of several interleaved
-rounds (other processes only ever slow a round down).
+rounds (other processes only ever slow a round down), on one thread like the chapters (the
+autouse fixture in ``conftest.py``).
 
 - Chapter 3: a training step of the six-layer ReLU network (width 64, batch 64) costs more with batch
   norm than without, for the from-scratch layer and for ``torch.nn``'s.
@@ -37,15 +38,6 @@ def best_seconds(fns: dict, calls: int, rounds: int = 5) -> dict:
                 fn()
             best[name] = min(best[name], (time.process_time() - start) / calls)
     return best
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # The chapters time on one thread (torch.set_num_threads(1) on a CPU); so do these.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def training_step(norm):
