@@ -6,7 +6,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: book test nbval unit bench lint serve lab clean lock
+.PHONY: book test site nbval unit bench lint serve lab clean lock
 
 # Reinstall only when the pins or the package metadata change.
 $(STAMP): requirements.txt pyproject.toml
@@ -30,13 +30,15 @@ book: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check lib tests chapters tools binder book/_ext
 
-# Lint; then side by side (each runs on one thread): the book's build, every notebook under nbval (with
-# the claim checks on, as in the build), and the tests that need no built site (library, claims,
-# assignments, Binder and Colab set-ups); last, the tests of the built site (in a browser).
+# Lint; then side by side (each runs on one thread): the book's build followed by the tests of the
+# built site (in a browser), every notebook under nbval (with the claim checks on, as in the build),
+# and the tests that need no built site (library, claims, assignments, Binder and Colab set-ups).
 # Timings are not tests: they run in `make bench`.
 SITE_TESTS := tests/test_browser.py tests/test_publishing.py
 test: lint
-	$(MAKE) --no-print-directory -j3 book nbval unit
+	$(MAKE) --no-print-directory -j3 site nbval unit
+
+site: book
 	$(BIN)/python -m pytest $(SITE_TESTS) -m "not perf"
 
 unit: $(STAMP)
