@@ -102,12 +102,26 @@ def test_library_code_quoted_in_the_text_is_the_library_s(path):
     """A ```python block in a chapter's prose quotes the library: each line is in lib/sigprop as written."""
     library = "\n".join(p.read_text() for p in (ROOT / "lib" / "sigprop").rglob("*.py"))
     library_lines = {line.strip() for line in library.splitlines()}
-    for cell in json.loads(path.read_text())["cells"]:
+    for cell in _cells(path):
         if cell["cell_type"] != "markdown":
             continue
-        for block in re.findall(r"```python\n(.*?)```", "".join(cell["source"]), re.S):
+        for block in re.findall(r"```python\n(.*?)```", _source(cell), re.S):
             stale = [line for line in block.splitlines() if line.strip() and line.strip() not in library_lines]
             assert stale == [], f"{path.name} quotes lines that are not in the library: {stale}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=lambda p: p.stem)
+def test_visible_code_lines_are_at_most_88_characters(path):
+    """The page's code column fits 88 characters (book/_static/sigprop.css); ruff's limit is 120."""
+    long = [
+        line
+        for cell in _cells(path)
+        if cell["cell_type"] == "code"
+        and not {"remove-cell", "remove-input"} & set(cell.get("metadata", {}).get("tags", []))
+        for line in _source(cell).splitlines()
+        if len(line) > 88
+    ]
+    assert long == [], f"{path.name}: visible code lines over 88 characters: {long}"
 
 
 def test_every_citation_key_is_in_the_bibliography():
